@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "openclaw-gateway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "openclaw-gateway", targets: ["openclaw-gateway"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // libsystemd's sd-daemon API (socket activation, sd_notify, watchdog).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // The lock: where the listening sockets come from (systemd or our own bind), and the one
+        // error type for a port that cannot be had. Knows nothing about HTTP or WebSockets.
+        .target(
+            name: "GatewayLock",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Flags, environment and config file -> one resolved configuration.
+        .target(
+            name: "GatewayConfig",
+            dependencies: ["GatewayLock"]
+        ),
+        // sd_notify READY/STATUS/STOPPING and the watchdog.
+        .target(
+            name: "SystemdNotify",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // HTTP + WebSocket on listening fds it is handed; it never binds or knows their origin.
+        .target(
+            name: "GatewayServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "openclaw-gateway",
+            dependencies: [
+                "GatewayLock",
+                "GatewayConfig",
+                "GatewayServer",
+                "SystemdNotify",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,105 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The parts of OpenClaw's `openclaw.json` the gateway reads. Every other key is left alone: the
+/// file is shared with the rest of OpenClaw.
+struct ConfigFile: Decodable, Equatable {
+    struct Gateway: Decodable, Equatable {
+        struct Auth: Decodable, Equatable {
+            var token: String?
+        }
+
+        struct ControlUI: Decodable, Equatable {
+            var allowedOrigins: [String]?
+        }
+
+        var port: Int?
+        var bind: String?
+        var auth: Auth?
+        var controlUi: ControlUI?
+    }
+
+    var gateway: Gateway?
+
+    /// The parsed file; nil when it does not exist. Any other problem is a config error (exit 78)
+    /// that names the file and what is wrong in it.
+    static func load(path: String) throws(ConfigurationError) -> ConfigFile? {
+        let data: Data
+        switch readFile(path) {
+        case .missing:
+            return nil
+        case .failed(let reason):
+            throw .config("cannot read config \(path): \(reason)")
+        case .read(let bytes):
+            data = bytes
+        }
+        do {
+            return try JSONDecoder().decode(ConfigFile.self, from: data)
+        } catch let error as DecodingError {
+            throw .config("invalid config \(path): \(describe(error))")
+        } catch {
+            throw .config("invalid config \(path): \(error)")
+        }
+    }
+
+    private enum ReadResult {
+        case missing
+        case failed(String)
+        case read(Data)
+    }
+
+    private static func readFile(_ path: String) -> ReadResult {
+        guard let file = fopen(path, "r") else {
+            return errno == ENOENT ? .missing : .failed(String(cString: strerror(errno)))
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            bytes.append(contentsOf: chunk[0..<n])
+            if n < chunk.count {
+                if ferror(file) != 0 { return .failed(String(cString: strerror(errno))) }
+                break
+            }
+            if bytes.count > 16 * 1024 * 1024 { return .failed("larger than 16 MiB") }
+        }
+        return .read(Data(bytes))
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "the top level" : keys.joined(separator: ".")
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            let underlying = context.underlyingError.map { " (\($0))" } ?? ""
+            return "not valid JSON: \(context.debugDescription)\(underlying)"
+        case .typeMismatch(let type, let context):
+            return "\(path(context)) has the wrong type (expected \(friendlyName(type)))"
+        case .valueNotFound(let type, let context):
+            return "\(path(context)) is null (expected \(friendlyName(type)))"
+        case .keyNotFound(let key, let context):
+            return "\(path(context)) lacks \(key.stringValue)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    private static func friendlyName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: return "an integer"
+        case is String.Type: return "a string"
+        case is [String].Type: return "an array of strings"
+        default: return "an object"
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import GatewayLock
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the command line said, before the environment and the config file are consulted.
+public struct CommandLineOptions: Sendable, Equatable {
+    public var port: String?
+    public var profile: String?
+    public var dev: Bool
+    public var bind: String?
+    public var token: String?
+
+    public init(port: String? = nil, profile: String? = nil, dev: Bool = false, bind: String? = nil, token: String? = nil) {
+        self.port = port
+        self.profile = profile
+        self.dev = dev
+        self.bind = bind
+        self.token = token
+    }
+}
+
+/// A configuration a person got wrong. `exitStatus` is 64 (EX_USAGE) for flags and environment,
+/// 78 (EX_CONFIG) for the config file and for unsafe combinations.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public let exitStatus: Int32
+
+    public static func usage(_ message: String) -> ConfigurationError {
+        ConfigurationError(message: message, exitStatus: 64)
+    }
+
+    public static func config(_ message: String) -> ConfigurationError {
+        ConfigurationError(message: message, exitStatus: 78)
+    }
+
+    public var description: String { message }
+}
+
+/// The gateway's settings after flags, environment and `<state dir>/openclaw.json` are combined.
+public struct GatewayConfiguration: Sendable, Equatable {
+    public enum PortOrigin: String, Sendable {
+        case flag = "--port"
+        case environment = "OPENCLAW_GATEWAY_PORT"
+        case configFile = "gateway.port"
+        case profileDefault = "profile default"
+        case builtInDefault = "default"
+    }
+
+    public static let defaultPort = 18789
+    public static let devPort = 19001
+
+    public var port: Int
+    public var portOrigin: PortOrigin
+    /// nil for the default profile.
+    public var profile: String?
+    public var stateDirectory: String
+    public var configFile: String
+    /// Whether `configFile` existed and was read.
+    public var configFileLoaded: Bool
+    public var bindAddress: BindAddress
+    public var token: String?
+    public var allowedOrigins: [String]
+
+    public var lockRequest: GatewayLock.Request {
+        GatewayLock.Request(address: bindAddress, port: port)
+    }
+
+    /// Resolves the configuration.
+    ///
+    /// - port: `--port` > `OPENCLAW_GATEWAY_PORT` > config `gateway.port` > profile default
+    ///   (19001 for `dev`) > 18789.
+    /// - state dir: `OPENCLAW_STATE_DIR` > `STATE_DIRECTORY` (systemd's StateDirectory=) >
+    ///   `~/.openclaw-<profile>` > `~/.openclaw`.
+    /// - bind: `--bind` > config `gateway.bind` > loopback; beyond loopback a token is required.
+    public static func resolve(
+        _ options: CommandLineOptions,
+        environment: [String: String]
+    ) throws(ConfigurationError) -> GatewayConfiguration {
+        if options.dev && options.profile != nil {
+            throw .usage("--dev and --profile cannot be combined (--dev is the profile \"dev\")")
+        }
+        let profile = options.dev ? "dev" : options.profile
+        if let profile, !isValidProfileName(profile) {
+            throw .usage("invalid profile name '\(profile)': use letters, digits, '.', '_' and '-'")
+        }
+
+        // Flags and environment are checked before the file is read: a usage error wins.
+        let flagPort = try options.port.map { (text) throws(ConfigurationError) in
+            try parsePort(text, what: "--port")
+        }
+        let envPort = try nonEmpty(environment["OPENCLAW_GATEWAY_PORT"]).map { (text) throws(ConfigurationError) in
+            try parsePort(text, what: "OPENCLAW_GATEWAY_PORT")
+        }
+        let flagBind = try options.bind.map { (text) throws(ConfigurationError) in
+            try parseBind(text, what: "--bind") { .usage($0) }
+        }
+
+        let stateDirectory = try stateDirectory(profile: profile, environment: environment)
+        let configFile = stateDirectory + "/openclaw.json"
+        let file = try ConfigFile.load(path: configFile)
+
+        var port = GatewayConfiguration.defaultPort
+        var portOrigin = PortOrigin.builtInDefault
+        if let flagPort {
+            (port, portOrigin) = (flagPort, .flag)
+        } else if let envPort {
+            (port, portOrigin) = (envPort, .environment)
+        } else if let filePort = file?.gateway?.port {
+            guard (1...65535).contains(filePort) else {
+                throw .config("invalid config \(configFile): gateway.port \(filePort) is not a port (1-65535)")
+            }
+            (port, portOrigin) = (filePort, .configFile)
+        } else if profile == "dev" {
+            (port, portOrigin) = (devPort, .profileDefault)
+        }
+
+        let bindAddress: BindAddress
+        if let flagBind {
+            bindAddress = flagBind
+        } else if let fileBind = file?.gateway?.bind {
+            bindAddress = try parseBind(fileBind, what: "gateway.bind in \(configFile)") { .config("invalid config \($0)") }
+        } else {
+            bindAddress = .loopback
+        }
+
+        let token = nonEmpty(options.token) ?? nonEmpty(environment["OPENCLAW_GATEWAY_TOKEN"])
+            ?? nonEmpty(file?.gateway?.auth?.token)
+        if !bindAddress.isLoopback && token == nil {
+            throw .config(
+                "refusing to listen on \(bindAddress.webSocketURL(port: port)) without a token: "
+                    + "set --token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token, or bind to loopback")
+        }
+
+        return GatewayConfiguration(
+            port: port,
+            portOrigin: portOrigin,
+            profile: profile,
+            stateDirectory: stateDirectory,
+            configFile: configFile,
+            configFileLoaded: file != nil,
+            bindAddress: bindAddress,
+            token: token,
+            allowedOrigins: file?.gateway?.controlUi?.allowedOrigins ?? []
+        )
+    }
+
+    static func parsePort(_ text: String, what: String) throws(ConfigurationError) -> Int {
+        guard let port = Int(text), (1...65535).contains(port) else {
+            throw .usage("invalid \(what) '\(text)': expected a port number from 1 to 65535")
+        }
+        return port
+    }
+
+    static func parseBind(
+        _ text: String, what: String, error: (String) -> ConfigurationError
+    ) throws(ConfigurationError) -> BindAddress {
+        switch text {
+        case "loopback": return .loopback
+        case "lan": return .anyIPv4
+        default:
+            guard let address = BindAddress(literal: text) else {
+                throw error("\(what) '\(text)': expected loopback, lan or an IP address")
+            }
+            return address
+        }
+    }
+
+    static func isValidProfileName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first != "." && first != "-" else { return false }
+        return name.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII
+                && (("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+                    || scalar == "." || scalar == "_" || scalar == "-")
+        }
+    }
+
+    static func stateDirectory(profile: String?, environment: [String: String]) throws(ConfigurationError) -> String {
+        if let explicit = nonEmpty(environment["OPENCLAW_STATE_DIR"]) {
+            return explicit
+        }
+        // systemd's StateDirectory= may list several directories, colon-separated: ours is first.
+        if let systemd = nonEmpty(environment["STATE_DIRECTORY"]), let first = systemd.split(separator: ":").first {
+            return String(first)
+        }
+        guard let home = nonEmpty(environment["HOME"]) ?? homeFromPasswd() else {
+            throw .config("cannot find a state directory: HOME is not set; set OPENCLAW_STATE_DIR")
+        }
+        let base = home.hasSuffix("/") ? String(home.dropLast()) : home
+        return profile.map { "\(base)/.openclaw-\($0)" } ?? "\(base)/.openclaw"
+    }
+
+    private static func homeFromPasswd() -> String? {
+        guard let entry = getpwuid(getuid()), let dir = entry.pointee.pw_dir else { return nil }
+        return nonEmpty(String(cString: dir))
+    }
+}
+
+func nonEmpty(_ text: String?) -> String? {
+    guard let text, !text.isEmpty else { return nil }
+    return text
+}

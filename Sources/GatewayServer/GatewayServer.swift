@@ -1,0 +1,150 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the server behaves; every limit in one value.
+public struct ServerConfiguration: Sendable {
+    /// listen() backlog applied after adoption (NIO lowers adopted sockets to 128).
+    public var backlog: Int32 = 4096
+    /// Largest WebSocket frame accepted.
+    public var maxFrameSize: Int = 1 << 20
+    /// How long a client has to answer our close frame before the connection is dropped.
+    public var closeHandshakeTimeout: TimeAmount = .seconds(2)
+
+    public init() {}
+}
+
+/// Serves HTTP (health, readiness) and the WebSocket endpoint on listening sockets it is handed.
+///
+/// It never binds and never asks where a socket came from: it adopts fds, and on shutdown closes
+/// them first (the port is free at once), then asks every connection to finish — WebSockets get
+/// close code 1012 "service restart" — and drops what is left when the grace period ends.
+public final class GatewayServer: Sendable {
+    private let group: EventLoopGroup
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let connections = ConnectionRegistry()
+    private let serverChannels = NIOLockedValueBox<[Channel]>([])
+
+    public init(group: EventLoopGroup, configuration: ServerConfiguration = .init(), logger: Logger) {
+        self.group = group
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Open client connections (HTTP and WebSocket).
+    public var connectionCount: Int { connections.count }
+
+    /// Adopts listening sockets. Ownership of each fd passes to the server, which closes it.
+    public func adopt(listeningSockets fds: [Int32]) async throws {
+        for fd in fds {
+            let channel = try await makeBootstrap().withBoundSocket(fd).get()
+            serverChannels.withLockedValue { $0.append(channel) }
+            // NIO listen()s an adopted socket with a backlog of 128; restore ours.
+            if Glibc.listen(fd, configuration.backlog) != 0 {
+                logger.warning("could not restore the listen backlog on fd \(fd): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Closes every listening socket: no new connection is accepted and, unless another process
+    /// (systemd) holds a copy, the port is free.
+    public func closeListeners() async {
+        let channels = serverChannels.withLockedValue { channels in
+            defer { channels = [] }
+            return channels
+        }
+        for channel in channels {
+            try? await channel.close()
+        }
+    }
+
+    /// Asks every open connection to finish (WebSockets: close 1012 "service restart"; HTTP: after
+    /// the response in flight) and waits until all are closed or `gracePeriod` has passed, when the
+    /// rest are closed hard.
+    public func closeConnections(gracePeriod: TimeAmount) async {
+        let open = connections.all
+        guard !open.isEmpty else { return }
+        logger.info("closing \(open.count) connection(s)")
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let deadline = group.next().scheduleTask(in: gracePeriod) { [connections] in
+            for channel in connections.all { channel.close(promise: nil) }
+        }
+        for channel in open {
+            try? await channel.closeFuture.get()
+        }
+        deadline.cancel()
+    }
+
+    private func makeBootstrap() -> ServerBootstrap {
+        let configuration = self.configuration
+        let connections = self.connections
+        let logger = self.logger
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: configuration.backlog)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: false)
+            .childChannelInitializer { channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try Self.configureHTTP(channel: channel, configuration: configuration, logger: logger)
+                }
+            }
+    }
+
+    private static func configureHTTP(channel: Channel, configuration: ServerConfiguration, logger: Logger) throws {
+        let httpHandler = HTTPHandler()
+        let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: channel.eventLoop)
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.maxFrameSize,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeSucceededFuture(head.uri == "/" ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0,
+                            maxAccumulatedFrameCount: 1024,
+                            maxAccumulatedFrameSize: configuration.maxFrameSize),
+                        WebSocketHandler(closeHandshakeTimeout: configuration.closeHandshakeTimeout),
+                    ])
+                }
+            })
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (
+                upgraders: [upgrader],
+                completionHandler: { context in
+                    context.pipeline.syncOperations.removeHandler(boundHTTPHandler.value, promise: nil)
+                }
+            ),
+            withErrorHandling: true)
+        try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+}
+
+/// Every open client connection, so shutdown can reach them all.
+final class ConnectionRegistry: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+
+    func add(_ channel: Channel) {
+        let key = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[key] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = channels.withLockedValue { $0.removeValue(forKey: key) }
+        }
+    }
+
+    var all: [Channel] { channels.withLockedValue { Array($0.values) } }
+    var count: Int { channels.withLockedValue { $0.count } }
+}

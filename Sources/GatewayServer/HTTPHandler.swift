@@ -1,0 +1,72 @@
+import NIOCore
+import NIOHTTP1
+
+/// Plain HTTP on the gateway's port: liveness and readiness probes. Everything else is 404, a
+/// wrong method on a probe 405, and `/` without a WebSocket upgrade 426.
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var request: HTTPRequestHead?
+
+    static let liveBody = #"{"ok":true,"status":"live"}"#
+    static let readyBody = #"{"ok":true,"status":"ready"}"#
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            request = head
+        case .body:
+            break  // probes carry no body; whatever comes is drained
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
+        let isGetOrHead = head.method == .GET || head.method == .HEAD
+        switch path {
+        case "/healthz", "/health", "/readyz", "/ready":
+            guard isGetOrHead else {
+                return send(.methodNotAllowed, body: #"{"ok":false,"error":"method not allowed"}"#, head: head,
+                            extra: [("Allow", "GET, HEAD")], context: context)
+            }
+            let body = path.hasPrefix("/ready") ? Self.readyBody : Self.liveBody
+            send(.ok, body: body, head: head, context: context)
+        case "/":
+            send(.upgradeRequired, body: #"{"ok":false,"error":"this endpoint speaks WebSocket"}"#, head: head,
+                 extra: [("Upgrade", "websocket"), ("Connection", "Upgrade")], context: context)
+        default:
+            send(.notFound, body: #"{"ok":false,"error":"not found"}"#, head: head, context: context)
+        }
+    }
+
+    private func send(
+        _ status: HTTPResponseStatus, body: String, head: HTTPRequestHead,
+        extra: [(String, String)] = [], context: ChannelHandlerContext
+    ) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Cache-Control", value: "no-store")
+        for (name, value) in extra { headers.add(name: name, value: value) }
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if head.method != .HEAD {
+            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+            buffer.writeString(body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import CSystemd
+import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tells the service manager how the gateway is doing (sd_notify(3)): READY=1 with a STATUS once
+/// every listener serves, STOPPING=1 when shutdown begins, WATCHDOG=1 while it lives.
+///
+/// Without NOTIFY_SOCKET every call is a no-op; an unreachable socket is ignored (logged at debug),
+/// never a crash or a delay.
+public struct SystemdNotifier: Sendable {
+    let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Whether a service manager listens (NOTIFY_SOCKET is set).
+    public var isEnabled: Bool { getenv("NOTIFY_SOCKET") != nil }
+
+    public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
+    public func stopping(status: String) { send("STOPPING=1\nSTATUS=\(status)") }
+    public func status(_ status: String) { send("STATUS=\(status)") }
+    public func watchdogPing() { send("WATCHDOG=1") }
+
+    /// Sends one sd_notify message (sd_notifyf is variadic and cannot be called from Swift, so the
+    /// text is built here).
+    public func send(_ message: String) {
+        let rc = sd_notify(0, message)
+        if rc < 0 {
+            logger.debug("sd_notify failed: \(String(cString: strerror(-rc)))")
+        }
+    }
+
+    /// The watchdog interval systemd asks for (WatchdogSec=), in microseconds; nil when off or
+    /// when WATCHDOG_PID names another process.
+    public func watchdogInterval() -> UInt64? {
+        var usec: UInt64 = 0
+        return sd_watchdog_enabled(0, &usec) > 0 && usec > 0 ? usec : nil
+    }
+}
+
+/// Pings the watchdog at half the interval systemd asks for, until graceful shutdown.
+public struct WatchdogService: Service {
+    let notifier: SystemdNotifier
+    let intervalMicroseconds: UInt64
+
+    public init(notifier: SystemdNotifier, intervalMicroseconds: UInt64) {
+        self.notifier = notifier
+        self.intervalMicroseconds = intervalMicroseconds
+    }
+
+    public func run() async throws {
+        let period = Duration.microseconds(Int64(intervalMicroseconds / 2))
+        notifier.logger.debug("watchdog on: pinging every \(period)")
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            notifier.watchdogPing()
+            try? await Task.sleep(for: period)  // cancelled on graceful shutdown
+        }
+    }
+}

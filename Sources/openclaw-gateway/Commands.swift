@@ -1,0 +1,95 @@
+import ArgumentParser
+import GatewayConfig
+import GatewayLock
+import Logging
+
+/// `openclaw-gateway [run] [options]` — `run` is the default subcommand.
+struct OpenclawGateway: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openclaw-gateway",
+        abstract: "The OpenClaw Gateway: one WebSocket control plane per port, with its listener as the lock.",
+        discussion: """
+            Exit statuses: 0 clean shutdown; 64 usage error (bad flag, port or profile); 78 the \
+            listener could not be had (GatewayLockError) or the configuration is wrong.
+            """,
+        version: GatewayVersion.current,
+        subcommands: [RunCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Serve the gateway (the default command).",
+        discussion: """
+            The listening socket comes from systemd (socket activation: LISTEN_FDS, fds named \
+            'gateway' preferred) or, without it, from a bind of --bind:--port by this process. A \
+            second gateway on the same port exits at once with status 78:
+              GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:<port>
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Port to listen on (1-65535). Precedence: --port, OPENCLAW_GATEWAY_PORT, config gateway.port, 18789 (19001 for --dev).",
+        valueName: "port"))
+    var port: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Isolated profile: state directory ~/.openclaw-<name> with its own openclaw.json.", valueName: "name"))
+    var profile: String?
+
+    @Flag(name: .long, help: "The 'dev' profile (default port 19001). Cannot be combined with --profile.")
+    var dev = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Address to listen on: loopback (127.0.0.1, plus [::1] best-effort), lan (0.0.0.0) or an IP address. Beyond loopback a token is required.",
+        valueName: "loopback|lan|ip"))
+    var bind: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Shared token clients must present (also OPENCLAW_GATEWAY_TOKEN or config gateway.auth.token). Prefer the environment: flags are visible in ps.",
+        valueName: "token"))
+    var token: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "trace, debug, info, notice, warning, error or critical (also OPENCLAW_LOG_LEVEL). Default: info.",
+        valueName: "level"))
+    var logLevel: String?
+
+    var options: CommandLineOptions {
+        CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)
+    }
+
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("invalid --log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
+        }
+    }
+}
+
+enum GatewayVersion {
+    static let current = "0.1.0"
+}
+
+enum GatewayCommandLine {
+    /// Parses the command line and runs it; returns the process exit status.
+    static func main(arguments: [String], activation: SystemdActivation) async -> Int32 {
+        let command: ParsableCommand
+        do {
+            command = try OpenclawGateway.parseAsRoot(arguments)
+        } catch {
+            OpenclawGateway.exit(withError: error)  // help, version, or a usage error (64)
+        }
+        if let run = command as? RunCommand {
+            return await GatewayRunner.run(run, activation: activation)
+        }
+        do {
+            var other = command
+            try other.run()
+            return 0
+        } catch {
+            OpenclawGateway.exit(withError: error)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import GatewayConfig
+import GatewayLock
+import GatewayServer
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SystemdNotify
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order.
+enum GatewayRunner {
+    static func run(_ command: RunCommand, activation: SystemdActivation) async -> Int32 {
+        let environment = processEnvironment()
+        let level = command.logLevel.flatMap(Logger.Level.init(rawValue:))
+            ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "openclaw-gateway")
+
+        // 1. Configuration: cheap, and every mistake is reported before the port is touched.
+        let configuration: GatewayConfiguration
+        do {
+            configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
+        } catch {
+            printError("openclaw-gateway: \(error.message)")
+            return error.exitStatus
+        }
+        if configuration.configFileLoaded {
+            logger.debug("read config \(configuration.configFile)")
+        }
+
+        // 2. The lock: the listener, from systemd or bound here, before any thread or event loop.
+        let acquired: GatewayLock.Acquired
+        do {
+            acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
+        } catch {
+            printError(error.description)
+            return GatewayLockError.exitStatus
+        }
+        logIgnoredPort(configuration, acquired: acquired, logger: logger)
+
+        // 3. The server, on the fds the lock handed over; READY once every one serves.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server = GatewayServer(group: group, logger: logger)
+        let notifier = SystemdNotifier(logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(
+                service: GatewayService(
+                    server: server, acquired: acquired, configuration: configuration,
+                    notifier: notifier, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup,
+                failureTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let interval = notifier.watchdogInterval() {
+            services.append(.init(service: WatchdogService(notifier: notifier, intervalMicroseconds: interval)))
+        }
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+
+        var status: Int32 = 0
+        do {
+            try await serviceGroup.run()
+        } catch let error as GatewayLockError {
+            printError(error.description)
+            status = GatewayLockError.exitStatus
+        } catch {
+            printError("openclaw-gateway: \(error)")
+            status = 1
+        }
+        try? await group.shutdownGracefully()
+        return status
+    }
+
+    /// A passed socket wins over --port / OPENCLAW_GATEWAY_PORT; say so when they differ.
+    private static func logIgnoredPort(_ configuration: GatewayConfiguration, acquired: GatewayLock.Acquired, logger: Logger) {
+        guard acquired.source == .systemd,
+            configuration.portOrigin == .flag || configuration.portOrigin == .environment,
+            let passedPort = acquired.listeners.first?.port, passedPort != configuration.port
+        else { return }
+        logger.notice(
+            "\(configuration.portOrigin.rawValue) \(configuration.port) ignored: serving the socket passed by systemd on port \(passedPort)")
+    }
+}
+
+/// Serves until graceful shutdown, then closes listeners first and connections after.
+struct GatewayService: Service {
+    let server: GatewayServer
+    let acquired: GatewayLock.Acquired
+    let configuration: GatewayConfiguration
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    /// How long connections get to close at shutdown; systemd's default stop timeout is 90 s and
+    /// the contract asks for an exit within 10 s.
+    static let gracePeriod: TimeAmount = .seconds(8)
+
+    func run() async throws {
+        do {
+            try await server.adopt(listeningSockets: acquired.listeners.map(\.fd))
+        } catch {
+            throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")
+        }
+        let origin: String
+        switch acquired.source {
+        case .systemd:
+            let names = Set(acquired.listeners.compactMap(\.name)).sorted().joined(separator: ", ")
+            origin = "socket from systemd: \(names)"
+        case .bound:
+            origin = "bound by this process"
+        }
+        let urls = acquired.urls.joined(separator: ", ")
+        logger.info("listening on \(urls) (\(origin))")
+        notifier.ready(status: "Listening on \(urls) (\(origin))")
+
+        try? await gracefulShutdown()
+
+        notifier.stopping(status: "Stopping: closing listeners and connections")
+        await server.closeListeners()
+        logger.info("stopped listening on \(urls)")
+        await server.closeConnections(gracePeriod: Self.gracePeriod)
+        logger.info("shut down")
+    }
+}
+
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// The process environment as a dictionary (the environ block).
+func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let pair = String(cString: entry)
+        if let equals = pair.firstIndex(of: "=") {
+            result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+        pointer += 1
+    }
+    return result
+}
