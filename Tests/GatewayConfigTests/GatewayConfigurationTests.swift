@@ -1,0 +1,145 @@
+import GatewayLock
+import Testing
+
+@testable import GatewayConfig
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fresh HOME with an optional config file for a profile.
+struct Home {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/openclaw-config-test-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        path = String(cString: made!)
+    }
+
+    func writeConfig(_ text: String, profile: String? = nil) -> String {
+        let dir = path + (profile.map { "/.openclaw-\($0)" } ?? "/.openclaw")
+        mkdir(dir, 0o700)
+        let file = dir + "/openclaw.json"
+        let handle = fopen(file, "w")!
+        fputs(text, handle)
+        fclose(handle)
+        return file
+    }
+
+    var environment: [String: String] { ["HOME": path] }
+}
+
+@Suite struct GatewayConfigurationTests {
+    @Test func defaultsToLoopback18789() throws {
+        let config = try GatewayConfiguration.resolve(.init(), environment: Home().environment)
+        #expect(config.port == 18789)
+        #expect(config.portOrigin == .builtInDefault)
+        #expect(config.bindAddress == .loopback)
+        #expect(config.lockRequest.url == "ws://127.0.0.1:18789")
+    }
+
+    @Test func portPrecedenceIsFlagThenEnvironmentThenConfigThenDefault() throws {
+        let home = Home()
+        _ = home.writeConfig(#"{"gateway":{"port":18003}}"#)
+        var env = home.environment
+        env["OPENCLAW_GATEWAY_PORT"] = "18002"
+        #expect(try GatewayConfiguration.resolve(.init(port: "18001"), environment: env).port == 18001)
+        #expect(try GatewayConfiguration.resolve(.init(), environment: env).port == 18002)
+        env["OPENCLAW_GATEWAY_PORT"] = nil
+        #expect(try GatewayConfiguration.resolve(.init(), environment: env).port == 18003)
+    }
+
+    @Test func profilesHaveTheirOwnStateDirectoryAndConfig() throws {
+        let home = Home()
+        let file = home.writeConfig(#"{"gateway":{"port":18100}}"#, profile: "work")
+        let config = try GatewayConfiguration.resolve(.init(profile: "work"), environment: home.environment)
+        #expect(config.stateDirectory == home.path + "/.openclaw-work")
+        #expect(config.configFile == file)
+        #expect(config.port == 18100)
+    }
+
+    @Test func devIsTheDevProfileOnPort19001() throws {
+        let home = Home()
+        let config = try GatewayConfiguration.resolve(.init(dev: true), environment: home.environment)
+        #expect(config.profile == "dev")
+        #expect(config.port == 19001)
+        #expect(config.stateDirectory == home.path + "/.openclaw-dev")
+    }
+
+    @Test func devWithProfileIsAUsageError() {
+        let error = #expect(throws: ConfigurationError.self) {
+            try GatewayConfiguration.resolve(.init(profile: "x", dev: true), environment: Home().environment)
+        }
+        #expect(error?.exitStatus == 64)
+    }
+
+    @Test(arguments: ["0", "70000", "abc", "-1", ""])
+    func invalidPortFlagsAreUsageErrors(port: String) {
+        let error = #expect(throws: ConfigurationError.self) {
+            try GatewayConfiguration.resolve(.init(port: port), environment: Home().environment)
+        }
+        #expect(error?.exitStatus == 64)
+    }
+
+    @Test func anInvalidPortInTheEnvironmentIsAUsageError() {
+        var env = Home().environment
+        env["OPENCLAW_GATEWAY_PORT"] = "port"
+        let error = #expect(throws: ConfigurationError.self) { try GatewayConfiguration.resolve(.init(), environment: env) }
+        #expect(error?.exitStatus == 64)
+        #expect(error?.message.contains("OPENCLAW_GATEWAY_PORT") == true)
+    }
+
+    @Test func aMalformedConfigIsAConfigErrorNamingTheFileEvenWithPort() {
+        let home = Home()
+        let file = home.writeConfig(#"{"gateway": {"port": 18001,"#)
+        let error = #expect(throws: ConfigurationError.self) {
+            try GatewayConfiguration.resolve(.init(port: "18002"), environment: home.environment)
+        }
+        #expect(error?.exitStatus == 78)
+        #expect(error?.message.hasPrefix("invalid config \(file): not valid JSON") == true)
+    }
+
+    @Test func aConfigPortOfTheWrongTypeOrRangeIsAConfigError() {
+        let home = Home()
+        _ = home.writeConfig(#"{"gateway":{"port":"18001"}}"#)
+        let wrongType = #expect(throws: ConfigurationError.self) { try GatewayConfiguration.resolve(.init(), environment: home.environment) }
+        #expect(wrongType?.exitStatus == 78)
+        #expect(wrongType?.message.contains("gateway.port has the wrong type") == true)
+        _ = home.writeConfig(#"{"gateway":{"port":0}}"#)
+        let outOfRange = #expect(throws: ConfigurationError.self) { try GatewayConfiguration.resolve(.init(), environment: home.environment) }
+        #expect(outOfRange?.exitStatus == 78)
+    }
+
+    @Test func stateDirectoryPrecedence() throws {
+        let home = Home()
+        var env = home.environment
+        env["STATE_DIRECTORY"] = "/var/lib/openclaw-gateway"
+        #expect(try GatewayConfiguration.resolve(.init(), environment: env).stateDirectory == "/var/lib/openclaw-gateway")
+        env["OPENCLAW_STATE_DIR"] = home.path + "/explicit"
+        #expect(try GatewayConfiguration.resolve(.init(), environment: env).stateDirectory == home.path + "/explicit")
+    }
+
+    @Test func bindingBeyondLoopbackNeedsAToken() throws {
+        let home = Home()
+        let error = #expect(throws: ConfigurationError.self) { try GatewayConfiguration.resolve(.init(bind: "lan"), environment: home.environment) }
+        #expect(error?.exitStatus == 78)
+        var env = home.environment
+        env["OPENCLAW_GATEWAY_TOKEN"] = "secret"
+        let config = try GatewayConfiguration.resolve(.init(bind: "lan"), environment: env)
+        #expect(config.lockRequest.url == "ws://0.0.0.0:18789")
+        #expect(config.token == "secret")
+        _ = home.writeConfig(#"{"gateway":{"auth":{"token":"from-file"}}}"#)
+        #expect(try GatewayConfiguration.resolve(.init(bind: "::"), environment: home.environment).token == "from-file")
+    }
+
+    @Test func badBindAndProfileNamesAreUsageErrors() {
+        #expect(throws: ConfigurationError.usage("--bind 'example.com': expected loopback, lan or an IP address")) {
+            try GatewayConfiguration.resolve(.init(bind: "example.com"), environment: Home().environment)
+        }
+        let error = #expect(throws: ConfigurationError.self) {
+            try GatewayConfiguration.resolve(.init(profile: "../etc"), environment: Home().environment)
+        }
+        #expect(error?.exitStatus == 64)
+    }
+}
