@@ -25,6 +25,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A parser error is fatal: NIO's HTTPServerProtocolErrorHandler has already answered 400
+        // and leaves closing to us. Other errors come from a refused WebSocket upgrade, whose
+        // request still reaches channelRead and gets its answer there.
+        if error is HTTPParserError {
+            context.close(promise: nil)
+        }
+    }
+
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
         let isGetOrHead = head.method == .GET || head.method == .HEAD
@@ -36,6 +45,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             let body = path.hasPrefix("/ready") ? Self.readyBody : Self.liveBody
             send(.ok, body: body, head: head, context: context)
+        case "/" where head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }:
+            // NIO's upgrader passes on a WebSocket request it refused (no key, another version).
+            send(.badRequest, body: #"{"ok":false,"error":"invalid WebSocket handshake (RFC 6455, version 13)"}"#, head: head,
+                 extra: [("Sec-WebSocket-Version", "13"), ("Connection", "close")], context: context)
         case "/":
             send(.upgradeRequired, body: #"{"ok":false,"error":"this endpoint speaks WebSocket"}"#, head: head,
                  extra: [("Upgrade", "websocket"), ("Connection", "Upgrade")], context: context)
@@ -53,7 +66,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let keepAlive = head.isKeepAlive
+        let keepAlive = head.isKeepAlive && status != .badRequest
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
 
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

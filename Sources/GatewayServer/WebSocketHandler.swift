@@ -37,6 +37,11 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // WebSocketProtocolErrorHandler has sent the close frame for a protocol error; finish.
+        context.close(promise: nil)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             sendClose(context: context, code: Self.serviceRestart, reason: "service restart", thenCloseAfter: closeHandshakeTimeout)

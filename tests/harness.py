@@ -1,0 +1,219 @@
+"""Helpers for the integration tests: the real built binary, real sockets on loopback, a real
+NOTIFY_SOCKET, real signals. Nothing here imitates the gateway."""
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+BIN = os.environ.get("OPENCLAW_GATEWAY_BIN", "")
+DUPLICATE_LINE = "GatewayLockError: another gateway instance is already listening on ws://{host}:{port}"
+BIND_FAILED_PREFIX = "GatewayLockError: failed to bind gateway socket on ws://{host}:{port}: "
+
+
+def free_port() -> int:
+    """A TCP port that nothing on 127.0.0.1 or [::1] uses right now."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect((host, port))
+            return True
+        except (ConnectionRefusedError, socket.timeout, OSError):
+            return False
+
+
+def bind_with_reuseaddr(port: int) -> None:
+    """Binds and listens on 127.0.0.1:port the way the next gateway would (SO_REUSEADDR); raises
+    OSError(EADDRINUSE) while a listener holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+
+
+def http_get(port: int, path: str, method: str = "GET", host: str = "127.0.0.1", raw: bytes | None = None):
+    """One HTTP/1.1 request on a fresh connection; returns (status, headers, body)."""
+    with socket.create_connection((host, port), timeout=5) as s:
+        request = raw or f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET: it receives what the gateway
+    sends with sd_notify."""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[str] = []
+
+    def wait_for(self, line: str, timeout: float = 15.0) -> str:
+        """The first message (seen before or arriving now) that has `line` as one of its lines."""
+        for message in self.messages:
+            if line in message.split("\n"):
+                return message
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {line!r} on NOTIFY_SOCKET within {timeout}s; got {self.messages}")
+            self.sock.settimeout(remaining)
+            try:
+                message = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            self.messages.append(message)
+            if line in message.split("\n"):
+                return message
+
+    def count(self, line: str) -> int:
+        return sum(1 for m in self.messages if line in m.split("\n"))
+
+    def drain_for(self, seconds: float) -> None:
+        """Collects every message that arrives during `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                break
+
+    def close(self):
+        self.sock.close()
+
+
+class Gateway:
+    """One run of the real binary (or of a launcher that execs it), with stderr collected line by
+    line and, unless told otherwise, its own NOTIFY_SOCKET."""
+
+    def __init__(self, args, *, home: str, env: dict | None = None, notify: bool = True,
+                 argv: list | None = None, pass_fds=(), cwd: str | None = None):
+        self.tmp = tempfile.mkdtemp(prefix="gw-")
+        self.notify = NotifySocket(self.tmp) if notify else None
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8"}
+        if self.notify:
+            full_env["NOTIFY_SOCKET"] = self.notify.path
+        full_env.update(env or {})
+        self.argv = argv if argv is not None else [BIN, *args]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, env=full_env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     pass_fds=pass_fds, cwd=cwd or self.tmp)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            with self._changed:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> str:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if regex.search(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (not self._reader.is_alive()):
+                    raise TimeoutError(f"no log line matching {pattern!r}; stderr so far:\n" + "\n".join(self.lines))
+                self._changed.wait(remaining)
+
+    def wait_ready(self, timeout: float = 15.0) -> str:
+        """The READY=1 message (with its STATUS)."""
+        assert self.notify, "this gateway has no NOTIFY_SOCKET"
+        try:
+            return self.notify.wait_for("READY=1", timeout)
+        except TimeoutError:
+            raise TimeoutError(f"gateway not READY (exit={self.proc.poll()}); stderr:\n{self.stderr}")
+
+    def wait(self, timeout: float = 15.0) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(5)
+        return rc
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.notify:
+            self.notify.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def activated_argv(args, fd_number: int) -> list:
+    """A launcher that moves `fd_number` to fd 3 and execs the gateway with LISTEN_PID set to
+    its own pid, the way systemd does (the pid survives exec). LISTEN_FDS / LISTEN_FDNAMES come
+    from the environment the test gives."""
+    script = f'exec 3<&{fd_number} {fd_number}<&-; export LISTEN_PID=$$; exec "$0" "$@"'
+    return ["/bin/bash", "-c", script, BIN, *args]
+
+
+async def ws_connect(port: int, host: str = "127.0.0.1", **kwargs):
+    import websockets
+    netloc = f"[{host}]" if ":" in host else host
+    return await websockets.connect(f"ws://{netloc}:{port}/", open_timeout=10, close_timeout=10, **kwargs)
+
+
+def run(coro):
+    return asyncio.run(coro)

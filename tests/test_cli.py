@@ -1,0 +1,112 @@
+"""Flags, environment and config file, as a user meets them: exit statuses and one-line errors."""
+
+import json
+import os
+
+import pytest
+
+from harness import BIN, free_port, http_get, port_accepts
+
+
+def test_help_documents_the_exit_statuses(gateways):
+    gw = gateways(["run", "--help"], notify=False)
+    assert gw.wait() == 0
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "abc"])
+def test_an_invalid_port_flag_is_a_usage_error(gateways, port):
+    gw = gateways(["--port", port], notify=False)
+    assert gw.wait() == 64
+    assert gw.lines == [f"openclaw-gateway: invalid --port '{port}': expected a port number from 1 to 65535"]
+
+
+def test_an_invalid_port_in_the_environment_is_a_usage_error(gateways):
+    gw = gateways([], notify=False, env={"OPENCLAW_GATEWAY_PORT": "lots"})
+    assert gw.wait() == 64
+    assert "OPENCLAW_GATEWAY_PORT" in gw.lines[0]
+
+
+def test_an_unknown_flag_is_a_usage_error(gateways):
+    gw = gateways(["--prot", "1"], notify=False)
+    assert gw.wait() == 64
+
+
+def test_dev_with_profile_is_a_usage_error(gateways):
+    gw = gateways(["--dev", "--profile", "work"], notify=False)
+    assert gw.wait() == 64
+    assert "--dev and --profile cannot be combined" in gw.stderr
+
+
+def _write_config(home, data, profile=None):
+    directory = os.path.join(home, f".openclaw-{profile}" if profile else ".openclaw")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "openclaw.json")
+    with open(path, "w") as f:
+        f.write(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def test_a_malformed_config_exits_78_naming_the_file(gateways, home):
+    path = _write_config(home, '{"gateway": {"port": ')
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert len(gw.lines) == 1
+    assert gw.lines[0].startswith(f"openclaw-gateway: invalid config {path}: not valid JSON")
+
+
+def test_port_precedence_flag_env_config(gateways, home):
+    flag, env, conf = free_port(), free_port(), free_port()
+    _write_config(home, {"gateway": {"port": conf}})
+    gw = gateways(["--port", str(flag)], env={"OPENCLAW_GATEWAY_PORT": str(env)})
+    assert f"ws://127.0.0.1:{flag}" in gw.wait_ready()
+    gw.stop()
+    gw = gateways([], env={"OPENCLAW_GATEWAY_PORT": str(env)})
+    assert f"ws://127.0.0.1:{env}" in gw.wait_ready()
+    gw.stop()
+    gw = gateways([])
+    assert f"ws://127.0.0.1:{conf}" in gw.wait_ready()
+    gw.stop()
+
+
+def test_without_anything_the_port_is_18789(gateways):
+    gw = gateways([])
+    assert "ws://127.0.0.1:18789" in gw.wait_ready()
+
+
+def test_a_profile_reads_its_own_config(gateways, home):
+    port = free_port()
+    _write_config(home, {"gateway": {"port": port}}, profile="work")
+    gw = gateways(["--profile", "work"])
+    assert f"ws://127.0.0.1:{port}" in gw.wait_ready()
+
+
+def test_dev_defaults_to_port_19001(gateways):
+    gw = gateways(["--dev"])
+    assert "ws://127.0.0.1:19001" in gw.wait_ready()
+
+
+def test_state_dir_from_openclaw_state_dir(gateways, tmp_path):
+    port = free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "openclaw.json").write_text(json.dumps({"gateway": {"port": port}}))
+    gw = gateways([], env={"OPENCLAW_STATE_DIR": str(state)})
+    assert f"ws://127.0.0.1:{port}" in gw.wait_ready()
+
+
+def test_lan_without_a_token_is_refused_with_78(gateways):
+    gw = gateways(["--bind", "lan", "--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert "without a token" in gw.lines[0]
+
+
+def test_lan_with_a_token_listens_on_every_address(gateways):
+    port = free_port()
+    gw = gateways(["--bind", "lan", "--port", str(port)], env={"OPENCLAW_GATEWAY_TOKEN": "s3cret"})
+    assert f"ws://0.0.0.0:{port}" in gw.wait_ready()
+    assert http_get(port, "/healthz")[0] == 200
+
+
+def test_a_bind_that_is_not_an_address_is_a_usage_error(gateways):
+    gw = gateways(["--bind", "example.com"], notify=False)
+    assert gw.wait() == 64
