@@ -10,7 +10,7 @@ APT_PACKAGES := libsystemd-dev pkg-config systemd python3 python3-pytest python3
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test clean
+.PHONY: all deps build release run test unit-test integration-test bench clean
 
 all: build
 
@@ -43,3 +43,6 @@ integration-test:
 
 clean:
 	rm -rf .build
+
+bench: release
+	$(PYTHON) bench/lockbench.py --bin $(RELEASE_BIN_DIR)/openclaw-gateway
