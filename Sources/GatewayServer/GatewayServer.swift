@@ -91,12 +91,22 @@ public final class GatewayServer: Sendable {
         let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.configureHTTP(channel: channel, configuration: configuration, logger: logger)
+                    do {
+                        try Self.configureHTTP(channel: channel, configuration: configuration, logger: logger)
+                    } catch {
+                        logger.warning("cannot set up a connection: \(error)")
+                        throw error
+                    }
                 }
             }
     }
@@ -147,4 +157,21 @@ final class ConnectionRegistry: Sendable {
 
     var all: [Channel] { channels.withLockedValue { Array($0.values) } }
     var count: Int { channels.withLockedValue { $0.count } }
+}
+
+/// Logs what goes wrong on a listening socket (accept errors: EMFILE and the like) instead of
+/// letting it pass unseen.
+final class AcceptErrorLogger: ChannelInboundHandler {
+    typealias InboundIn = Channel
+
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.warning("error on listening socket \(context.channel.localAddress.map { "\($0)" } ?? "?"): \(error)")
+        context.fireErrorCaught(error)
+    }
 }
