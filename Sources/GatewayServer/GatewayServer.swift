@@ -46,6 +46,8 @@ public final class GatewayServer: Sendable {
     public func adopt(listeningSockets fds: [Int32]) async throws {
         for fd in fds {
             let channel = try await makeBootstrap().withBoundSocket(fd).get()
+            // Last in the pipeline, behind NIO's accept handler, which forwards what fails there.
+            try await channel.pipeline.addHandler(AcceptErrorLogger(logger: logger), position: .last).get()
             serverChannels.withLockedValue { $0.append(channel) }
             // NIO listen()s an adopted socket with a backlog of 128; restore ours.
             if Glibc.listen(fd, configuration.backlog) != 0 {
@@ -91,12 +93,7 @@ public final class GatewayServer: Sendable {
         let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
-                }
-            }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
                 connections.add(channel)
@@ -161,7 +158,7 @@ final class ConnectionRegistry: Sendable {
 
 /// Logs what goes wrong on a listening socket (accept errors: EMFILE and the like) instead of
 /// letting it pass unseen.
-final class AcceptErrorLogger: ChannelInboundHandler {
+final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
     typealias InboundIn = Channel
 
     let logger: Logger
