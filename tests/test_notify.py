@@ -1,6 +1,7 @@
 """sd_notify: READY only once the port accepts, STOPPING at shutdown, the watchdog."""
 
 import os
+import time
 import signal
 import socket
 
@@ -64,3 +65,16 @@ def test_an_unreachable_notify_socket_is_ignored(gateways, tmp_path):
     gw.wait_for_log(r"listening on ws://127\.0\.0\.1:%d" % port)
     assert port_accepts(port)
     assert gw.stop() == 0
+
+
+def test_a_long_watchdog_interval_does_not_delay_shutdown(gateways):
+    """The watchdog sleeps for half its interval; SIGTERM must not wait for it to wake up."""
+    port = free_port()
+    gw = gateways(["--port", str(port)], env={"WATCHDOG_USEC": "30000000"})
+    gw.wait_ready()
+    gw.notify.wait_for("WATCHDOG=1")
+    started = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    gw.notify.wait_for("STOPPING=1", timeout=2)
+    assert gw.wait(timeout=5) == 0
+    assert time.monotonic() - started < 1.0

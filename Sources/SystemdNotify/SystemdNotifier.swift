@@ -43,7 +43,9 @@ public struct SystemdNotifier: Sendable {
     }
 }
 
-/// Pings the watchdog at half the interval systemd asks for, until graceful shutdown.
+/// Pings the watchdog at half the interval systemd asks for, until graceful shutdown ends its
+/// sleep at once (ServiceGroup stops services one after the other: a sleeping watchdog would hold
+/// up everything behind it).
 public struct WatchdogService: Service {
     let notifier: SystemdNotifier
     let intervalMicroseconds: UInt64
@@ -56,9 +58,11 @@ public struct WatchdogService: Service {
     public func run() async throws {
         let period = Duration.microseconds(Int64(intervalMicroseconds / 2))
         notifier.logger.debug("watchdog on: pinging every \(period)")
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            notifier.watchdogPing()
-            try? await Task.sleep(for: period)  // cancelled on graceful shutdown
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                notifier.watchdogPing()
+                try await Task.sleep(for: period)
+            }
         }
     }
 }

@@ -50,17 +50,21 @@ enum GatewayRunner {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = GatewayServer(group: group, logger: logger)
         let notifier = SystemdNotifier(logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        // ServiceGroup shuts services down in reverse order: the gateway first, the watchdog last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let interval = notifier.watchdogInterval() {
+            services.append(
+                .init(
+                    service: WatchdogService(notifier: notifier, intervalMicroseconds: interval),
+                    successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(
             .init(
                 service: GatewayService(
                     server: server, acquired: acquired, configuration: configuration,
                     notifier: notifier, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup,
-                failureTerminationBehavior: .gracefullyShutdownGroup)
-        ]
-        if let interval = notifier.watchdogInterval() {
-            services.append(.init(service: WatchdogService(notifier: notifier, intervalMicroseconds: interval)))
-        }
+                failureTerminationBehavior: .gracefullyShutdownGroup))
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services,
