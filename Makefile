@@ -4,23 +4,20 @@ SWIFT ?= swift
 PORT ?= 18789
 # Debian's python3 (pytest and websockets come from apt), whatever python3 is first on PATH.
 PYTHON ?= /usr/bin/python3
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libsystemd-dev pkg-config systemd python3 python3-pytest python3-websockets iproute2
+DEB_PACKAGES := libsystemd-dev pkg-config debhelper dpkg-dev lintian
+E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test bench clean
+.PHONY: all deps build release run test unit-test integration-test bench deb e2e clean
 
 all: build
 
 # Installs what a fresh Debian machine with Swift lacks; does nothing when all is there.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@packaging/apt-deps.sh $(APT_PACKAGES)
 
 build: deps
 	$(SWIFT) build
@@ -41,8 +38,18 @@ unit-test:
 integration-test:
 	OPENCLAW_GATEWAY_BIN=$(BIN_DIR)/openclaw-gateway $(PYTHON) -m pytest -q -p no:cacheprovider tests/
 
+# dist/openclaw-gateway_<version>_<arch>.deb, checked by lintian (no error, no warning).
+deb:
+	@packaging/apt-deps.sh $(DEB_PACKAGES)
+	packaging/build-deb.sh
+
+# The .deb on a real systemd (PID 1 in a systemd-nspawn container): tests/systemd/checks.sh.
+e2e:
+	@packaging/apt-deps.sh $(DEB_PACKAGES) $(E2E_PACKAGES)
+	tests/systemd/e2e.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-deb dist
 
 bench: release
 	$(PYTHON) bench/lockbench.py --bin $(RELEASE_BIN_DIR)/openclaw-gateway

@@ -16,8 +16,8 @@ if [ -n "$version" ]; then
   sed -i "1s/(\([^)]*\))/($version)/" debian/changelog
 fi
 dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; echo "build-deb: dpkg-buildpackage failed" >&2; exit 1; }
-for f in "$work"/*.deb; do
-  case "$f" in *-dbgsym_*) continue ;; esac
-  cp "$f" "$top/dist/"
-  echo "$top/dist/$(basename "$f")"
-done
+deb=$(ls "$work"/openclaw-gateway_*.deb)
+lintian_root=$([ "$(id -u)" = 0 ] && echo --allow-root)
+lintian $lintian_root --fail-on error,warning "$deb" >&2 || { echo "build-deb: lintian reports errors or warnings" >&2; exit 1; }
+cp "$deb" "$top/dist/"
+echo "$top/dist/$(basename "$deb")"

@@ -1,0 +1,130 @@
+#!/bin/bash
+# The end-to-end checks, run INSIDE the booted container (systemd is PID 1) by e2e.sh.
+#   checks.sh DEB UPGRADE_DEB
+# Prints one "ok"/"not ok" line per check and a closing "N passed, N failed".
+set -uo pipefail
+DEB=$1
+UPGRADE_DEB=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+PROBE="python3 $HERE/probe.py"
+PASSED=0
+FAILED=0
+DUP='GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:18789'
+
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+notok() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+check() {  # check "description" command...
+  local what=$1; shift
+  local out
+  if out=$("$@" 2>&1); then ok "$what"; else notok "$what"; echo "$out" | sed 's/^/    # /'; fi
+}
+prop() { systemctl show -p "$2" --value "$1"; }
+wait_inactive() {  # the unit has stopped (its own state change, not a guess at timing)
+  for _ in $(seq 100); do
+    case $(systemctl is-active "$1") in inactive|failed) return 0 ;; esac
+    sleep 0.1
+  done
+  return 1
+}
+
+echo "# systemd $(systemctl --version | head -1 | cut -d' ' -f2) in a booted container"
+
+# 1. install: socket enabled and listening (held by PID 1), service inactive, units verify clean
+dpkg -i "$DEB" >/tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; notok "dpkg -i"; }
+check "1. socket unit enabled after dpkg -i" test "$(systemctl is-enabled openclaw-gateway.socket)" = enabled
+check "1. socket unit active (listening)" test "$(systemctl is-active openclaw-gateway.socket)" = active
+check "1. service inactive until the first connection" test "$(systemctl is-active openclaw-gateway.service)" = inactive
+check "1. 127.0.0.1:18789 and [::1]:18789 are held by PID 1" bash -c \
+  "ss -Hltnp 'sport = :18789' | grep -c 'pid=1,' | grep -qx 2"
+# templates are verified as an instance (a template alone has no port to parse)
+instances=$(mktemp -d)
+ln -s /lib/systemd/system/openclaw-gateway@.socket "$instances/openclaw-gateway@18800.socket"
+ln -s /lib/systemd/system/openclaw-gateway@.service "$instances/openclaw-gateway@18800.service"
+verify=$(cd / && systemd-analyze verify /lib/systemd/system/openclaw-gateway.socket /lib/systemd/system/openclaw-gateway.service \
+  "$instances/openclaw-gateway@18800.socket" "$instances/openclaw-gateway@18800.service" 2>&1)
+rm -rf "$instances"
+check "1. systemd-analyze verify reports nothing" test -z "$verify"
+[ -n "$verify" ] && echo "$verify" | sed 's/^/    # /'
+
+# 2. first connection starts the service; health, WebSocket and STATUS
+check "2. /healthz through the socket answers 200 (starts the service)" $PROBE health 18789
+check "2. service is now active" test "$(systemctl is-active openclaw-gateway.service)" = active
+check "2. service TriggeredBy the socket" bash -c "systemctl show -p TriggeredBy --value openclaw-gateway.service | grep -qw openclaw-gateway.socket"
+check "2. WebSocket handshake on / (101, key accepted)" $PROBE websocket 18789
+check "2. /healthz on [::1] too" $PROBE health 18789 ::1
+status_text=$(prop openclaw-gateway.service StatusText)
+check "2. StatusText carries the gateway's STATUS ($status_text)" \
+  test "$status_text" = "Listening on ws://127.0.0.1:18789, ws://[::1]:18789 (socket from systemd: gateway)"
+
+# 3. a manual run beside it: exact line, 78
+out=$(openclaw-gateway 2>&1); rc=$?
+check "3. manual openclaw-gateway exits 78" test "$rc" = 78
+check "3. ... with the exact EADDRINUSE line" test "$(echo "$out" | head -1)" = "$DUP"
+
+# 4. a duplicate service started by systemd exits 78 and is not restarted
+sed -e '/^Requires=/d' -e '/^After=/d' -e '/^Also=/d' -e 's/^Description=.*/Description=duplicate gateway/' \
+  /lib/systemd/system/openclaw-gateway.service >/run/systemd/system/openclaw-gateway-duplicate.service
+systemctl daemon-reload
+systemctl start openclaw-gateway-duplicate.service 2>/dev/null
+sleep 3  # several RestartSec (100 ms) periods: a loop would show in NRestarts
+check "4. duplicate service exited 78" test "$(prop openclaw-gateway-duplicate.service ExecMainStatus)" = 78
+check "4. ... and was not restarted (NRestarts=0)" test "$(prop openclaw-gateway-duplicate.service NRestarts)" = 0
+check "4. ... and stays failed" test "$(systemctl is-active openclaw-gateway-duplicate.service)" = failed
+check "4. the real service still serves" $PROBE health 18789
+rm -f /run/systemd/system/openclaw-gateway-duplicate.service; systemctl reset-failed; systemctl daemon-reload
+
+# 5. restart and upgrade under a connection every 10 ms: zero refused or failed
+pid_before=$(prop openclaw-gateway.service MainPID)
+$PROBE hammer 18789 6 10 >/tmp/hammer-restart.log 2>&1 &
+hammer=$!
+sleep 1.5; systemctl restart openclaw-gateway.service
+sleep 1.5; systemctl restart openclaw-gateway.service
+wait $hammer; hammer_rc=$?
+check "5. systemctl restart x2 under load: $(cat /tmp/hammer-restart.log)" test $hammer_rc = 0
+check "5. ... the service was really restarted" test "$(prop openclaw-gateway.service MainPID)" != "$pid_before"
+pid_before=$(prop openclaw-gateway.service MainPID)
+socket_since=$(prop openclaw-gateway.socket ActiveEnterTimestampMonotonic)
+$PROBE hammer 18789 8 10 >/tmp/hammer-upgrade.log 2>&1 &
+hammer=$!
+sleep 1.5; dpkg -i "$UPGRADE_DEB" >/tmp/dpkg-upgrade.log 2>&1; upgrade_rc=$?
+wait $hammer; hammer_rc=$?
+check "5. dpkg -i of a higher version succeeded ($(dpkg-query -W -f='${Version}' openclaw-gateway))" test $upgrade_rc = 0
+check "5. upgrade under load: $(cat /tmp/hammer-upgrade.log)" test $hammer_rc = 0
+check "5. ... the service runs the new binary (restarted)" test "$(prop openclaw-gateway.service MainPID)" != "$pid_before"
+check "5. ... the socket unit was never restarted" test "$(prop openclaw-gateway.socket ActiveEnterTimestampMonotonic)" = "$socket_since"
+
+# 6. SIGKILL: the next connection starts it again; nothing left behind
+systemctl kill -s KILL openclaw-gateway.service
+wait_inactive openclaw-gateway.service || true
+check "6. after SIGKILL the next connection is served" $PROBE health 18789
+check "6. ... by a running service" test "$(systemctl is-active openclaw-gateway.service)" = active
+# Nothing of ours in /run or /tmp (systemd's own PrivateTmp= directory aside), nothing in the
+# service's private /tmp, nothing in its state directory.
+leftovers=$(find /run /tmp -xdev \( -name '*openclaw*' -o -name '*.pid' -o -name '*.lock' \) \
+  ! -path '/run/systemd/*' ! -name 'systemd-private-*-openclaw-gateway.service-*' 2>/dev/null
+  find /tmp/systemd-private-*-openclaw-gateway.service-*/tmp /var/lib/private/openclaw-gateway -mindepth 1 2>/dev/null)
+check "6. no lock or PID file anywhere ($leftovers)" test -z "$leftovers"
+
+# 7. two template instances side by side
+systemctl start openclaw-gateway@18800.socket openclaw-gateway@18801.socket
+check "7. instance 18800 serves" $PROBE health 18800
+check "7. instance 18801 serves" $PROBE health 18801
+check "7. ... each with its own state directory" test -d /var/lib/private/openclaw-gateway-18800 -a -d /var/lib/private/openclaw-gateway-18801
+check "7. ... and its own STATUS" bash -c "systemctl show -p StatusText --value openclaw-gateway@18801.service | grep -q 'ws://127.0.0.1:18801'"
+systemctl stop openclaw-gateway@18800.socket openclaw-gateway@18801.socket openclaw-gateway@18800.service openclaw-gateway@18801.service
+
+# 9. exposure score (recorded in the README; goal <= 2.0)
+score=$(systemd-analyze security openclaw-gateway.service 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+echo "# systemd-analyze security openclaw-gateway.service: $score"
+check "9. exposure score $score is 2.0 or lower" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+
+# 8. stop frees the port; purge removes units and state
+systemctl stop openclaw-gateway.socket openclaw-gateway.service
+check "8. stop of socket and service frees the port" bash -c "! ss -Hltn 'sport = :18789' | grep -q LISTEN"
+dpkg --purge openclaw-gateway >/tmp/purge.log 2>&1
+check "8. dpkg --purge succeeded" grep -q "Purging configuration files for openclaw-gateway" /tmp/purge.log
+check "8. ... units are gone" test ! -e /lib/systemd/system/openclaw-gateway.socket -a ! -e /etc/systemd/system/sockets.target.wants/openclaw-gateway.socket
+check "8. ... state is gone" bash -c "! ls -d /var/lib/private/openclaw-gateway* /var/lib/openclaw-gateway* 2>/dev/null | grep -q ."
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
