@@ -165,3 +165,17 @@ def test_a_client_that_ignores_the_close_handshake_does_not_hold_up_exit(gateway
     assert gw.wait(timeout=12) == 0
     assert time.monotonic() - started < 10
     s.close()
+
+
+def test_a_duplicate_is_refused_before_any_thread_exists(gateways, tmp_path):
+    """No event loop, thread pool or task is started before the lock: under strace, the refused
+    instance never calls clone()."""
+    port = free_port()
+    gateways(["--port", str(port)]).wait_ready()
+    trace = tmp_path / "trace"
+    gw = gateways([], argv=["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=clone,clone3,bind,exit_group",
+                            BIN, "--port", str(port)], notify=False)
+    assert gw.wait() == 78
+    calls = trace.read_text()
+    assert "EADDRINUSE" in calls and "exit_group(78)" in calls
+    assert "clone" not in calls, calls

@@ -3,6 +3,10 @@ import GatewayConfig
 import GatewayLock
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `openclaw-gateway [run] [options]` — `run` is the default subcommand.
 struct OpenclawGateway: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -73,23 +77,29 @@ enum GatewayVersion {
 }
 
 enum GatewayCommandLine {
-    /// Parses the command line and runs it; returns the process exit status.
-    static func main(arguments: [String], activation: SystemdActivation) async -> Int32 {
+    /// Parses the command line and does everything that must happen on the main thread before any
+    /// other thread exists; exits on a usage, configuration or lock error.
+    static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
         let command: ParsableCommand
         do {
             command = try OpenclawGateway.parseAsRoot(arguments)
         } catch {
             OpenclawGateway.exit(withError: error)  // help, version, or a usage error (64)
         }
-        if let run = command as? RunCommand {
-            return await GatewayRunner.run(run, activation: activation)
+        guard let run = command as? RunCommand else {
+            do {
+                var other = command
+                try other.run()
+                exit(0)
+            } catch {
+                OpenclawGateway.exit(withError: error)
+            }
         }
-        do {
-            var other = command
-            try other.run()
-            return 0
-        } catch {
-            OpenclawGateway.exit(withError: error)
+        switch GatewayRunner.prepare(run, activation: activation) {
+        case .success(let prepared):
+            return prepared
+        case .failure(let failure):
+            exit(failure.status)
         }
     }
 }

@@ -11,9 +11,15 @@ import SystemdNotify
 import Glibc
 #endif
 
-/// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order.
+/// A failure already reported on stderr, with the exit status it calls for.
+struct StartFailure: Error {
+    let status: Int32
+}
+
+/// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order. The
+/// first two happen in ``GatewayRunner/prepare(_:activation:)`` on the main thread alone.
 enum GatewayRunner {
-    static func run(_ command: RunCommand, activation: SystemdActivation) async -> Int32 {
+    static func prepare(_ command: RunCommand, activation: SystemdActivation) -> Result<PreparedGateway, StartFailure> {
         let environment = processEnvironment()
         let level = command.logLevel.flatMap(Logger.Level.init(rawValue:))
             ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -30,23 +36,44 @@ enum GatewayRunner {
             configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
         } catch {
             printError("openclaw-gateway: \(error.message)")
-            return error.exitStatus
+            return .failure(StartFailure(status: error.exitStatus))
         }
         if configuration.configFileLoaded {
             logger.debug("read config \(configuration.configFile)")
         }
 
-        // 2. The lock: the listener, from systemd or bound here, before any thread or event loop.
+        // 2. The lock: the listener, from systemd or bound here.
         let acquired: GatewayLock.Acquired
         do {
             acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
         } catch {
             printError(error.description)
-            return GatewayLockError.exitStatus
+            return .failure(StartFailure(status: GatewayLockError.exitStatus))
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
+        return .success(PreparedGateway(acquired: acquired, configuration: configuration, logger: logger))
+    }
 
-        // 3. The server, on the fds the lock handed over; READY once every one serves.
+    /// A passed socket wins over --port / OPENCLAW_GATEWAY_PORT; say so when they differ.
+    private static func logIgnoredPort(_ configuration: GatewayConfiguration, acquired: GatewayLock.Acquired, logger: Logger) {
+        guard acquired.source == .systemd,
+            configuration.portOrigin == .flag || configuration.portOrigin == .environment,
+            let passedPort = acquired.listeners.first?.port, passedPort != configuration.port
+        else { return }
+        logger.notice(
+            "\(configuration.portOrigin.rawValue) \(configuration.port) ignored: serving the socket passed by systemd on port \(passedPort)")
+    }
+}
+
+/// The gateway once it holds its listeners: what is left is to serve them.
+struct PreparedGateway: Sendable {
+    let acquired: GatewayLock.Acquired
+    let configuration: GatewayConfiguration
+    let logger: Logger
+
+    /// 3. The server, on the fds the lock handed over; READY once every one serves. Returns the
+    /// exit status.
+    func run() async -> Int32 {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = GatewayServer(group: group, logger: logger)
         let notifier = SystemdNotifier(logger: logger)
@@ -83,16 +110,6 @@ enum GatewayRunner {
         }
         try? await group.shutdownGracefully()
         return status
-    }
-
-    /// A passed socket wins over --port / OPENCLAW_GATEWAY_PORT; say so when they differ.
-    private static func logIgnoredPort(_ configuration: GatewayConfiguration, acquired: GatewayLock.Acquired, logger: Logger) {
-        guard acquired.source == .systemd,
-            configuration.portOrigin == .flag || configuration.portOrigin == .environment,
-            let passedPort = acquired.listeners.first?.port, passedPort != configuration.port
-        else { return }
-        logger.notice(
-            "\(configuration.portOrigin.rawValue) \(configuration.port) ignored: serving the socket passed by systemd on port \(passedPort)")
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import GatewayLock
 
 #if canImport(Glibc)
@@ -8,5 +9,13 @@ import Glibc
 // variables, which is only safe while the process has a single thread.
 let activation = SystemdActivation.takeFromEnvironment()
 
-let status = await GatewayCommandLine.main(arguments: Array(CommandLine.arguments.dropFirst()), activation: activation)
-exit(status)
+// Still on the one and only thread: flags, configuration and the lock (the listener). A duplicate
+// is refused here, before any event loop, thread pool or task exists. This code is synchronous on
+// purpose: an `await` at top level would make this an async main, which runs on Swift's thread pool.
+let gateway = GatewayCommandLine.prepare(arguments: Array(CommandLine.arguments.dropFirst()), activation: activation)
+
+// Only now the threads: SwiftNIO's event loops and Swift concurrency.
+Task.detached {
+    exit(await gateway.run())
+}
+dispatchMain()
