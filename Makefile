@@ -9,7 +9,6 @@ DEB_PACKAGES := libsystemd-dev pkg-config debhelper dpkg-dev lintian
 E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
-RELEASE_BIN_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
 .PHONY: all deps build release run test unit-test integration-test bench deb e2e clean
 
@@ -49,7 +48,10 @@ e2e:
 	tests/systemd/e2e.sh
 
 clean:
-	rm -rf .build .build-deb dist
+	rm -rf .build .build-static .build-deb dist
 
-bench: release
-	$(PYTHON) bench/lockbench.py --bin $(RELEASE_BIN_DIR)/openclaw-gateway
+# Figures of the binary as it ships in the .deb: release, Swift runtime linked statically.
+STATIC_SCRATCH := .build-static
+bench: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
+	$(PYTHON) bench/lockbench.py --bin $$($(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --show-bin-path)/openclaw-gateway
