@@ -29,6 +29,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // pidfd_open(2), which Swift cannot reach through the variadic syscall(2).
+        .target(name: "CProcess"),
+        // Who holds a port (from /proc), the socket unit behind PID 1, ending a holder (--force).
+        .target(name: "PortHolder", dependencies: ["CProcess"]),
         // Flags, environment and config file -> one resolved configuration.
         .target(
             name: "GatewayConfig",
@@ -60,6 +64,7 @@ let package = Package(
                 "GatewayLock",
                 "GatewayConfig",
                 "GatewayServer",
+                "PortHolder",
                 "SystemdNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,6 +74,7 @@ let package = Package(
         ),
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+        .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -124,18 +124,26 @@ class Gateway:
     line and, unless told otherwise, its own NOTIFY_SOCKET."""
 
     def __init__(self, args, *, home: str, env: dict | None = None, notify: bool = True,
-                 argv: list | None = None, pass_fds=(), cwd: str | None = None):
+                 argv: list | None = None, pass_fds=(), cwd: str | None = None, journal: bool = False,
+                 preexec_fn=None):
         self.tmp = tempfile.mkdtemp(prefix="gw-")
         self.notify = NotifySocket(self.tmp) if notify else None
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8"}
         if self.notify:
             full_env["NOTIFY_SOCKET"] = self.notify.path
         full_env.update(env or {})
+        read_end, write_end = os.pipe()
+        if journal:
+            # what systemd sets when stderr is connected to the journal: our pipe's device:inode
+            st = os.fstat(write_end)
+            full_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         self.argv = argv if argv is not None else [BIN, *args]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, env=full_env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     pass_fds=pass_fds, cwd=cwd or self.tmp)
+                                     stdout=subprocess.PIPE, stderr=write_end,
+                                     pass_fds=pass_fds, cwd=cwd or self.tmp, preexec_fn=preexec_fn)
+        os.close(write_end)
+        self.proc.stderr = os.fdopen(read_end, "rb")
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -183,6 +191,10 @@ class Gateway:
         rc = self.proc.wait(timeout)
         self._reader.join(5)
         return rc
+
+    def stdout(self) -> str:
+        """Everything the process wrote on stdout (after it exits)."""
+        return self.proc.stdout.read().decode()
 
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)

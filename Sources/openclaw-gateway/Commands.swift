@@ -17,7 +17,7 @@ struct OpenclawGateway: ParsableCommand {
             listener could not be had (GatewayLockError) or the configuration is wrong.
             """,
         version: GatewayVersion.current,
-        subcommands: [RunCommand.self],
+        subcommands: [RunCommand.self, StatusCommand.self],
         defaultSubcommand: RunCommand.self
     )
 }
@@ -60,6 +60,9 @@ struct RunCommand: ParsableCommand {
         "trace, debug, info, notice, warning, error or critical (also OPENCLAW_LOG_LEVEL). Default: info.",
         valueName: "level"))
     var logLevel: String?
+
+    @Flag(name: .long, help: "If another openclaw-gateway holds the port, stop it (SIGTERM, SIGKILL after 5 s) and take the port. Never touches anything else.")
+    var force = false
 
     var options: CommandLineOptions {
         CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)

@@ -4,6 +4,7 @@ import GatewayServer
 import Logging
 import NIOCore
 import NIOPosix
+import PortHolder
 import ServiceLifecycle
 import SystemdNotify
 
@@ -23,11 +24,7 @@ enum GatewayRunner {
         let environment = processEnvironment()
         let level = command.logLevel.flatMap(Logger.Level.init(rawValue:))
             ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        GatewayLogHandler.bootstrap(level: level, environment: environment)
         let logger = Logger(label: "openclaw-gateway")
 
         // 1. Configuration: cheap, and every mistake is reported before the port is touched.
@@ -45,13 +42,46 @@ enum GatewayRunner {
         // 2. The lock: the listener, from systemd or bound here.
         let acquired: GatewayLock.Acquired
         do {
-            acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
+            acquired = try acquireLock(configuration, activation: activation, force: command.force, logger: logger)
         } catch {
-            printError(error.description)
             return .failure(StartFailure(status: GatewayLockError.exitStatus))
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
         return .success(PreparedGateway(acquired: acquired, configuration: configuration, logger: logger))
+    }
+
+    /// The lock, with `--force` when asked. On a conflict, the contract's error line and then the
+    /// hints that name the holder; the error is reported here.
+    private static func acquireLock(
+        _ configuration: GatewayConfiguration, activation: SystemdActivation, force: Bool, logger: Logger
+    ) throws(GatewayLockError) -> GatewayLock.Acquired {
+        let request = configuration.lockRequest
+        do {
+            return try GatewayLock.acquire(request, activation: activation, logger: logger)
+        } catch where error.kind == .alreadyListening {
+            var forceRefused = false
+            if force {
+                switch ForcedTakeover.release(port: request.port, logger: logger) {
+                case .portReleased:
+                    do {
+                        return try GatewayLock.acquire(request, activation: activation, logger: logger)
+                    } catch {
+                        printError(error.description)
+                        throw error
+                    }
+                case .refused:
+                    forceRefused = true
+                }
+            }
+            printError(error.description)
+            for line in ConflictHints.lines(port: request.port, lookup: PortHolder.lookup(port: request.port), forceRefused: forceRefused) {
+                printError(line)
+            }
+            throw error
+        } catch {
+            printError(error.description)
+            throw error
+        }
     }
 
     /// A passed socket wins over --port / OPENCLAW_GATEWAY_PORT; say so when they differ.

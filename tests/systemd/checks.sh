@@ -60,6 +60,15 @@ check "2. StatusText carries the gateway's STATUS ($status_text)" \
 out=$(openclaw-gateway 2>&1); rc=$?
 check "3. manual openclaw-gateway exits 78" test "$rc" = 78
 check "3. ... with the exact EADDRINUSE line" test "$(echo "$out" | head -1)" = "$DUP"
+check "3. ... and a hint naming the socket unit" bash -c "grep -qx 'hint: port 18789 is held by systemd socket unit openclaw-gateway.socket (serving: pid [0-9]* (openclaw-gateway))' <<<'$out'"
+status_json=$(openclaw-gateway status --json); status_rc=$?
+check "3. openclaw-gateway status: running, socket-activated ($status_json)" bash -c \
+  "test $status_rc = 0 && grep -q '\"socketActivated\":true' <<<'$status_json' && grep -q '\"socketUnit\":\"openclaw-gateway.socket\"' <<<'$status_json'"
+out=$(openclaw-gateway --force 2>&1); rc=$?
+check "3. --force against systemd's socket: 78, the unit named, nothing touched" bash -c \
+  "test $rc = 78 && grep -q 'systemctl stop openclaw-gateway.socket openclaw-gateway.service' <<<'$out' && systemctl is-active --quiet openclaw-gateway.service"
+check "3. shell completions installed (bash, zsh, fish)" test -s /usr/share/bash-completion/completions/openclaw-gateway \
+  -a -s /usr/share/zsh/vendor-completions/_openclaw-gateway -a -s /usr/share/fish/vendor_completions.d/openclaw-gateway.fish
 
 # 4. a duplicate service started by systemd exits 78 and is not restarted
 sed -e '/^Requires=/d' -e '/^After=/d' -e '/^Also=/d' -e 's/^Description=.*/Description=duplicate gateway/' \

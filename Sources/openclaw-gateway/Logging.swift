@@ -1,0 +1,82 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Log lines on stderr, shaped for where they go: under systemd's journal (JOURNAL_STREAM names
+/// our stderr) every line starts with the sd-daemon priority prefix (`<6>`) and carries no
+/// timestamp of its own (the journal has one); elsewhere, `TIME LEVEL: message`.
+struct GatewayLogHandler: LogHandler {
+    enum Format: Sendable {
+        case journal
+        case terminal
+    }
+
+    let format: Format
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    static func bootstrap(level: Logger.Level, environment: [String: String]) {
+        let format: Format = isJournal(environment["JOURNAL_STREAM"]) ? .journal : .terminal
+        LoggingSystem.bootstrap { _ in GatewayLogHandler(format: format, logLevel: level) }
+    }
+
+    /// JOURNAL_STREAM is "DEVICE:INODE" of the journal's stream; it counts only when stderr still
+    /// is that stream (a child with redirected stderr inherits the variable, not the stream).
+    static func isJournal(_ value: String?) -> Bool {
+        guard let value else { return false }
+        let parts = value.split(separator: ":")
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var info = stat()
+        guard fstat(STDERR_FILENO, &info) == 0 else { return false }
+        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var line: String
+        switch format {
+        case .journal:
+            line = "<\(Self.priority(event.level))>"
+        case .terminal:
+            line = "\(Self.timestamp()) \(event.level): "
+        }
+        line += "\(event.message)"
+        let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
+        if !merged.isEmpty {
+            line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
+        // One line per record: a message with a newline would break the journal's framing.
+        line = line.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " ")
+        printError(line)
+    }
+
+    /// sd-daemon(3) priorities.
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: return 7
+        case .info: return 6
+        case .notice: return 5
+        case .warning: return 4
+        case .error: return 3
+        case .critical: return 2
+        }
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let millis = Int(now.tv_nsec / 1_000_000)
+        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
+    }
+}
