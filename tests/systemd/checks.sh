@@ -54,7 +54,9 @@ check "2. WebSocket handshake on / (101, key accepted)" $PROBE websocket 18789
 check "2. /healthz on [::1] too" $PROBE health 18789 ::1
 status_text=$(prop openclaw-gateway.service StatusText)
 check "2. StatusText carries the gateway's STATUS ($status_text)" \
-  test "$status_text" = "Listening on ws://127.0.0.1:18789, ws://[::1]:18789 (socket from systemd: gateway)"
+  test "$status_text" = "Listening on ws://127.0.0.1:18789, ws://[::1]:18789 (socket from systemd: openclaw-gateway.socket)"
+check "2. the journal says where the listener came from" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat | grep -qx 'listening on ws://127.0.0.1:18789, ws://\[::1\]:18789 (socket from systemd: openclaw-gateway.socket)'"
 
 # 3. a manual run beside it: exact line, 78
 out=$(openclaw-gateway 2>&1); rc=$?
@@ -119,7 +121,7 @@ systemctl start openclaw-gateway@18800.socket openclaw-gateway@18801.socket
 check "7. instance 18800 serves" $PROBE health 18800
 check "7. instance 18801 serves" $PROBE health 18801
 check "7. ... each with its own state directory" test -d /var/lib/private/openclaw-gateway-18800 -a -d /var/lib/private/openclaw-gateway-18801
-check "7. ... and its own STATUS" bash -c "systemctl show -p StatusText --value openclaw-gateway@18801.service | grep -q 'ws://127.0.0.1:18801'"
+check "7. ... and its own STATUS" bash -c "systemctl show -p StatusText --value openclaw-gateway@18801.service | grep -qF 'ws://127.0.0.1:18801, ws://[::1]:18801 (socket from systemd: openclaw-gateway@18801.socket)'"
 systemctl stop openclaw-gateway@18800.socket openclaw-gateway@18801.socket openclaw-gateway@18800.service openclaw-gateway@18801.service
 
 # 9. exposure score (recorded in the README; goal <= 2.0)
