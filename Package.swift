@@ -47,10 +47,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The OpenClaw protocol v4 subset: frames and the per-connection session logic (no I/O).
+        .target(name: "GatewayProtocol"),
         // HTTP + WebSocket on listening fds it is handed; it never binds or knows their origin.
         .target(
             name: "GatewayServer",
             dependencies: [
+                "GatewayProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -63,6 +66,7 @@ let package = Package(
             dependencies: [
                 "GatewayLock",
                 "GatewayConfig",
+                "GatewayProtocol",
                 "GatewayServer",
                 "PortHolder",
                 "SystemdNotify",
@@ -75,6 +79,7 @@ let package = Package(
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
+        .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -229,3 +229,14 @@ async def ws_connect(port: int, host: str = "127.0.0.1", **kwargs):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+async def close_of(ws):
+    """Reads until the server closes; returns (code, reason, frames received before the close)."""
+    import websockets
+    frames = []
+    try:
+        while True:
+            frames.append(await ws.recv())
+    except websockets.ConnectionClosed as closed:
+        return (closed.rcvd.code if closed.rcvd else None), (closed.rcvd.reason if closed.rcvd else None), frames

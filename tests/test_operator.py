@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from harness import BIN, DUPLICATE_LINE, free_port, http_get, port_accepts, run, ws_connect
+from harness import BIN, DUPLICATE_LINE, close_of, free_port, http_get, port_accepts, run, ws_connect
 from test_activation import ACTIVATE
 
 
@@ -118,8 +118,6 @@ def test_status_of_a_socket_activated_gateway(gateways):
 
 
 def test_force_replaces_a_running_gateway(gateways):
-    import websockets
-
     port = free_port()
     old = gateways(["--port", str(port)])
     old.wait_ready()
@@ -127,10 +125,9 @@ def test_force_replaces_a_running_gateway(gateways):
     async def scenario():
         client = await ws_connect(port)
         new = gateways(["--port", str(port), "--force"])
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await client.recv()
+        code, _, _ = await close_of(client)
         new.wait_ready()
-        return new, closed.value.rcvd.code
+        return new, code
 
     new, code = run(scenario())
     assert code == 1012

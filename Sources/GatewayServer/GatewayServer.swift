@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import GatewayProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -11,14 +12,27 @@ import Glibc
 
 /// How the server behaves; every limit in one value.
 public struct ServerConfiguration: Sendable {
+    /// The control plane: identity, token, frame and buffer limits, tick and handshake timing.
+    public var controlPlane: ControlPlaneConfiguration
+    /// What the `status` method reports about this process.
+    public var info: ServerInfo
+    /// Browser origins allowed besides the gateway's own loopback origins.
+    public var allowedOrigins: [String] = []
     /// listen() backlog applied after adoption (NIO lowers adopted sockets to 128).
     public var backlog: Int32 = 4096
-    /// Largest WebSocket frame accepted.
-    public var maxFrameSize: Int = 1 << 20
+    /// Open connections at most; beyond, HTTP 503.
+    public var maxConnections: Int = 1024
+    /// A request's headers must arrive within this time (slow clients cannot pin connections).
+    public var headerReadTimeout: TimeAmount = .seconds(10)
     /// How long a client has to answer our close frame before the connection is dropped.
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
+    /// Failed token attempts per peer within a minute before it must wait.
+    public var authFailureLimit: Int = 5
 
-    public init() {}
+    public init(controlPlane: ControlPlaneConfiguration, info: ServerInfo) {
+        self.controlPlane = controlPlane
+        self.info = info
+    }
 }
 
 /// Serves HTTP (health, readiness) and the WebSocket endpoint on listening sockets it is handed.
@@ -32,11 +46,13 @@ public final class GatewayServer: Sendable {
     private let logger: Logger
     private let connections = ConnectionRegistry()
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
+    private let rateLimiter: AuthRateLimiter
 
-    public init(group: EventLoopGroup, configuration: ServerConfiguration = .init(), logger: Logger) {
+    public init(group: EventLoopGroup, configuration: ServerConfiguration, logger: Logger) {
         self.group = group
         self.configuration = configuration
         self.logger = logger
+        self.rateLimiter = AuthRateLimiter(limit: configuration.authFailureLimit)
     }
 
     /// Open client connections (HTTP and WebSocket).
@@ -90,16 +106,25 @@ public final class GatewayServer: Sendable {
     private func makeBootstrap() -> ServerBootstrap {
         let configuration = self.configuration
         let connections = self.connections
+        let rateLimiter = self.rateLimiter
         let logger = self.logger
+        let maxBuffered = configuration.controlPlane.maxBufferedBytes
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: maxBuffered / 2, high: maxBuffered))
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if connections.count > configuration.maxConnections {
+                        try channel.pipeline.syncOperations.addHandler(ServiceUnavailableHandler())
+                        return
+                    }
                     do {
-                        try Self.configureHTTP(channel: channel, configuration: configuration, logger: logger)
+                        try Self.configureHTTP(
+                            channel: channel, configuration: configuration, connections: connections,
+                            rateLimiter: rateLimiter)
                     } catch {
                         logger.warning("cannot set up a connection: \(error)")
                         throw error
@@ -108,31 +133,49 @@ public final class GatewayServer: Sendable {
             }
     }
 
-    private static func configureHTTP(channel: Channel, configuration: ServerConfiguration, logger: Logger) throws {
-        let httpHandler = HTTPHandler()
-        let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: channel.eventLoop)
+    private static func configureHTTP(
+        channel: Channel, configuration: ServerConfiguration, connections: ConnectionRegistry, rateLimiter: AuthRateLimiter
+    ) throws {
+        let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
+        let httpHandler = HTTPHandler(origins: origins)
+        let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
+        let boundHandlers = NIOLoopBound((httpHandler, idle), eventLoop: channel.eventLoop)
+        let peer = channel.remoteAddress?.ipAddress ?? "?"
         let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: configuration.maxFrameSize,
+            maxFrameSize: configuration.controlPlane.maxPayload,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                channel.eventLoop.makeSucceededFuture(head.uri == "/" ? HTTPHeaders() : nil)
+                let allowed = head.uri == "/" && origins.allows(head, localPort: channel.localAddress?.port)
+                // Refused requests reach HTTPHandler, which answers 403 (origin) or 400.
+                return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
+                    let session = ControlPlaneSession(
+                        configuration: configuration.controlPlane, info: configuration.info,
+                        connectionCount: { connections.count },
+                        retryAfterMs: { rateLimiter.retryAfterMs(peer: peer) })
                     try channel.pipeline.syncOperations.addHandlers([
                         NIOWebSocketFrameAggregator(
                             minNonFinalFragmentSize: 0,
                             maxAccumulatedFrameCount: 1024,
-                            maxAccumulatedFrameSize: configuration.maxFrameSize),
-                        WebSocketHandler(closeHandshakeTimeout: configuration.closeHandshakeTimeout),
+                            maxAccumulatedFrameSize: configuration.controlPlane.maxPayload),
+                        WebSocketHandler(
+                            session: session, configuration: configuration.controlPlane,
+                            closeHandshakeTimeout: configuration.closeHandshakeTimeout,
+                            rateLimiter: rateLimiter, peer: peer),
                     ])
                 }
             })
+        try channel.pipeline.syncOperations.addHandler(idle)
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (
                 upgraders: [upgrader],
                 completionHandler: { context in
-                    context.pipeline.syncOperations.removeHandler(boundHTTPHandler.value, promise: nil)
+                    // After the upgrade: no HTTP handler, and no header timeout (the handshake
+                    // timeout of the control plane takes over).
+                    context.pipeline.syncOperations.removeHandler(boundHandlers.value.0, promise: nil)
+                    context.pipeline.syncOperations.removeHandler(boundHandlers.value.1, promise: nil)
                 }
             ),
             withErrorHandling: true)
@@ -171,4 +214,20 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
         logger.warning("error on listening socket \(context.channel.localAddress.map { "\($0)" } ?? "?"): \(error)")
         context.fireErrorCaught(error)
     }
+}
+
+/// Beyond the connection cap: 503 and close, without reading the request.
+final class ServiceUnavailableHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let body = #"{"ok":false,"error":"too many connections"}"#
+        let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\(body)"
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: response))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }

@@ -7,7 +7,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    private let origins: OriginPolicy
     private var request: HTTPRequestHead?
+
+    init(origins: OriginPolicy) {
+        self.origins = origins
+    }
 
     static let liveBody = #"{"ok":true,"status":"live"}"#
     static let readyBody = #"{"ok":true,"status":"ready"}"#
@@ -22,6 +27,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let head = request else { return }
             request = nil
             respond(to: head, context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)  // no complete request within the header timeout
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 
@@ -45,6 +58,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             let body = path.hasPrefix("/ready") ? Self.readyBody : Self.liveBody
             send(.ok, body: body, head: head, context: context)
+        case "/" where !origins.allows(head, localPort: context.channel.localAddress?.port):
+            // A web page on another origin never gets a socket (cross-site WebSocket hijacking).
+            send(.forbidden, body: #"{"ok":false,"error":"origin not allowed"}"#, head: head,
+                 extra: [("Connection", "close")], context: context)
         case "/" where head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }:
             // NIO's upgrader passes on a WebSocket request it refused (no key, another version).
             send(.badRequest, body: #"{"ok":false,"error":"invalid WebSocket handshake (RFC 6455, version 13)"}"#, head: head,
@@ -66,7 +83,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let keepAlive = head.isKeepAlive && status != .badRequest
+        let keepAlive = head.isKeepAlive && status != .badRequest && status != .forbidden
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
 
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

@@ -1,24 +1,70 @@
+import GatewayProtocol
 import NIOCore
 import NIOWebSocket
 
-/// One upgraded WebSocket connection: answers pings, completes the close handshake, and at
-/// shutdown (ChannelShouldQuiesceEvent) closes with 1012 "service restart".
+/// One upgraded WebSocket connection running the control plane: sends the challenge, feeds text
+/// frames to its ``ControlPlaneSession`` and carries out what it answers, sends ticks, enforces the
+/// frame limits and the handshake timeout, and at shutdown (ChannelShouldQuiesceEvent) sends the
+/// `shutdown` event and closes with 1012 "service restart".
 final class WebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    static let serviceRestart = WebSocketErrorCode(codeNumber: 1012)
-
+    private let session: ControlPlaneSession
+    private let configuration: ControlPlaneConfiguration
     private let closeHandshakeTimeout: TimeAmount
+    private let rateLimiter: AuthRateLimiter
+    private let peer: String
     private var closeSent = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var ticker: RepeatedTask?
 
-    init(closeHandshakeTimeout: TimeAmount) {
+    init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
+         rateLimiter: AuthRateLimiter, peer: String) {
+        self.session = session
+        self.configuration = configuration
         self.closeHandshakeTimeout = closeHandshakeTimeout
+        self.rateLimiter = rateLimiter
+        self.peer = peer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        perform(session.open(), context: context)
+        let channel = context.channel
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(configuration.handshakeTimeoutMs))) {
+            guard channel.isActive else { return }
+            loopBoundSelf.value.perform(loopBoundSelf.value.session.handshakeTimedOut(), context: loopBoundContext.value)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        ticker?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
+        case .text:
+            guard frame.length <= session.maxFrameSize else {
+                return sendClose(context: context, code: 1009, reason: "frame too large", thenCloseAfter: .zero)
+            }
+            var payload = frame.unmaskedData
+            guard let bytes = payload.readBytes(length: payload.readableBytes),
+                let text = String(validating: bytes, as: UTF8.self)
+            else {
+                return sendClose(context: context, code: 1007, reason: "text frame is not valid UTF-8", thenCloseAfter: .zero)
+            }
+            let wasConnected = session.state == .connected
+            perform(session.receive(text), context: context)
+            if !wasConnected && session.state == .connected {
+                handshakeTimer?.cancel()
+                startTicks(context: context)
+            }
+        case .binary:
+            sendClose(context: context, code: 1003, reason: "binary frames are not supported", thenCloseAfter: .zero)
         case .connectionClose:
             if closeSent {
                 context.close(promise: nil)  // the client answered our close
@@ -33,26 +79,75 @@ final class WebSocketHandler: ChannelInboundHandler {
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         default:
-            break  // the control-plane protocol reads text frames; nothing else to do yet
+            break
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is NIOWebSocketFrameAggregator.Error {
+            // A fragmented message grew past the limit.
+            return sendClose(context: context, code: 1009, reason: "message too large", thenCloseAfter: .zero)
+        }
         // WebSocketProtocolErrorHandler has sent the close frame for a protocol error; finish.
         context.close(promise: nil)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // More than maxBufferedBytes queued for a client that does not read: drop it, so memory
+        // stays bounded.
+        if !context.channel.isWritable {
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            sendClose(context: context, code: Self.serviceRestart, reason: "service restart", thenCloseAfter: closeHandshakeTimeout)
+            ticker?.cancel()
+            perform(session.shutdown(reason: "gateway stopping", restartExpectedMs: nil), context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
+    private func startTicks(context: ChannelHandlerContext) {
+        let interval = TimeAmount.milliseconds(Int64(configuration.tickIntervalMs))
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            loopBoundSelf.value.perform(loopBoundSelf.value.session.tick(), context: loopBoundContext.value)
+        }
+    }
+
+    private func perform(_ actions: [SessionAction], context: ChannelHandlerContext) {
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .send(let text):
+                guard !closeSent else { continue }
+                var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+                buffer.writeString(text)
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+                wrote = true
+            case .close(let code, let reason):
+                sendClose(context: context, code: WebSocketErrorCode(codeNumber: Int(code)), reason: reason,
+                          thenCloseAfter: code == 1012 ? closeHandshakeTimeout : .zero)
+                wrote = false
+            case .authenticationFailed:
+                rateLimiter.recordFailure(peer: peer)
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func sendClose(context: ChannelHandlerContext, code: Int, reason: String, thenCloseAfter wait: TimeAmount) {
+        sendClose(context: context, code: WebSocketErrorCode(codeNumber: code), reason: reason, thenCloseAfter: wait)
+    }
+
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String?, thenCloseAfter wait: TimeAmount) {
         guard !closeSent else { return }
         closeSent = true
+        ticker?.cancel()
         var buffer = context.channel.allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))
         buffer.write(webSocketErrorCode: code)
         if let reason { buffer.writeString(reason) }

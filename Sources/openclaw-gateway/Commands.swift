@@ -64,11 +64,31 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "If another openclaw-gateway holds the port, stop it (SIGTERM, SIGKILL after 5 s) and take the port. Never touches anything else.")
     var force = false
 
+    @Option(name: .long, help: ArgumentHelp("Open connections at most; beyond, HTTP 503. Default 1024.", valueName: "n"))
+    var maxConnections: Int = 1024
+
+    @Option(name: .long, help: ArgumentHelp("Largest client frame after hello-ok, bytes (policy.maxPayload). Default 1048576.", valueName: "bytes"))
+    var maxPayload: Int = 1 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes). Default 4194304.", valueName: "bytes"))
+    var maxBufferedBytes: Int = 4 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Time a client has to send connect, ms. Default 10000.", valueName: "ms"))
+    var handshakeTimeoutMs: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default 15000.", valueName: "ms"))
+    var tickIntervalMs: Int = 15_000
+
     var options: CommandLineOptions {
         CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)
     }
 
     func validate() throws {
+        for (name, value) in [("--max-connections", maxConnections), ("--max-payload", maxPayload),
+                              ("--max-buffered-bytes", maxBufferedBytes), ("--handshake-timeout-ms", handshakeTimeoutMs),
+                              ("--tick-interval-ms", tickIntervalMs)] where value < 1 {
+            throw ValidationError("invalid \(name) \(value): expected a positive number")
+        }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("invalid --log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
         }

@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayLock
+import GatewayProtocol
 import GatewayServer
 import Logging
 import NIOCore
@@ -47,7 +48,19 @@ enum GatewayRunner {
             return .failure(StartFailure(status: GatewayLockError.exitStatus))
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
-        return .success(PreparedGateway(acquired: acquired, configuration: configuration, logger: logger))
+        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, token: configuration.token)
+        controlPlane.maxPayload = command.maxPayload
+        controlPlane.maxBufferedBytes = command.maxBufferedBytes
+        controlPlane.handshakeTimeoutMs = command.handshakeTimeoutMs
+        controlPlane.tickIntervalMs = command.tickIntervalMs
+        let info = ServerInfo(
+            pid: Int(getpid()), urls: acquired.urls, profile: configuration.profile,
+            listenerSource: acquired.source.rawValue, listenerNames: acquired.listeners.compactMap(\.name),
+            startedAtMs: ControlPlaneSession.monotonicMs())
+        var server = ServerConfiguration(controlPlane: controlPlane, info: info)
+        server.allowedOrigins = configuration.allowedOrigins
+        server.maxConnections = command.maxConnections
+        return .success(PreparedGateway(acquired: acquired, configuration: configuration, server: server, logger: logger))
     }
 
     /// The lock, with `--force` when asked. On a conflict, the contract's error line and then the
@@ -99,13 +112,14 @@ enum GatewayRunner {
 struct PreparedGateway: Sendable {
     let acquired: GatewayLock.Acquired
     let configuration: GatewayConfiguration
+    let server: ServerConfiguration
     let logger: Logger
 
     /// 3. The server, on the fds the lock handed over; READY once every one serves. Returns the
     /// exit status.
     func run() async -> Int32 {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let server = GatewayServer(group: group, logger: logger)
+        let server = GatewayServer(group: group, configuration: self.server, logger: logger)
         let notifier = SystemdNotifier(logger: logger)
         // ServiceGroup shuts services down in reverse order: the gateway first, the watchdog last.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []

@@ -1,0 +1,224 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The OpenClaw gateway protocol v4 frames this gateway speaks (JSON text frames). Outbound frames
+/// are closed objects: upstream clients reject extra keys, so every type here encodes exactly the
+/// keys of `shared/spec/protocol-v4.schema.json`, and optional values are omitted, never null.
+public enum Protocol {
+    public static let version = 4
+}
+
+/// Any JSON value, for the parts of a frame the gateway passes through or does not interpret.
+public enum JSONValue: Codable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+}
+
+// MARK: - inbound
+
+/// Just enough of a client frame to answer it: its id, when it has a readable one.
+struct FrameHead: Decodable {
+    let type: String?
+    let id: String?
+    let method: String?
+}
+
+struct ConnectRequest: Decodable {
+    struct Params: Decodable {
+        struct Client: Decodable {
+            let id: String
+            let version: String
+            let platform: String
+            let mode: String
+        }
+
+        struct Auth: Decodable {
+            let token: String?
+        }
+
+        let minProtocol: Int
+        let maxProtocol: Int
+        let client: Client
+        let auth: Auth?
+    }
+
+    let params: Params
+}
+
+// MARK: - outbound
+
+public struct ErrorShape: Encodable, Equatable, Sendable {
+    public let code: String
+    public let message: String
+    public var details: [String: String]?
+    public var retryable: Bool?
+    public var retryAfterMs: Int?
+}
+
+struct ResponseFrame<Payload: Encodable>: Encodable {
+    let type = "res"
+    let id: String
+    let ok: Bool
+    let payload: Payload?
+    let error: ErrorShape?
+
+    enum CodingKeys: String, CodingKey { case type, id, ok, payload, error }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(type, forKey: .type)
+        try container.encode(id, forKey: .id)
+        try container.encode(ok, forKey: .ok)
+        try container.encodeIfPresent(payload, forKey: .payload)
+        try container.encodeIfPresent(error, forKey: .error)
+    }
+}
+
+struct EventFrame<Payload: Encodable>: Encodable {
+    let type = "event"
+    let event: String
+    let payload: Payload
+    let seq: Int?
+
+    enum CodingKeys: String, CodingKey { case type, event, payload, seq }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(type, forKey: .type)
+        try container.encode(event, forKey: .event)
+        try container.encode(payload, forKey: .payload)
+        try container.encodeIfPresent(seq, forKey: .seq)
+    }
+}
+
+struct ChallengePayload: Encodable {
+    let nonce: String
+    let ts: Int
+}
+
+struct TickPayload: Encodable {
+    let ts: Int
+}
+
+struct ShutdownPayload: Encodable {
+    let reason: String
+    let restartExpectedMs: Int?
+
+    enum CodingKeys: String, CodingKey { case reason, restartExpectedMs }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(reason, forKey: .reason)
+        try container.encodeIfPresent(restartExpectedMs, forKey: .restartExpectedMs)
+    }
+}
+
+struct StateVersion: Encodable {
+    let presence: Int
+    let health: Int
+}
+
+struct HealthPayload: Encodable {
+    let ok: Bool
+    let status: String
+    let uptimeMs: Int
+    let connections: Int
+}
+
+struct HelloOk: Encodable {
+    struct Server: Encodable {
+        let version: String
+        let connId: String
+    }
+
+    struct Features: Encodable {
+        let methods: [String]
+        let events: [String]
+    }
+
+    struct Snapshot: Encodable {
+        let presence: [JSONValue]
+        let health: HealthPayload
+        let stateVersion: StateVersion
+        let uptimeMs: Int
+        let authMode: String
+    }
+
+    struct Policy: Encodable {
+        let maxPayload: Int
+        let maxBufferedBytes: Int
+        let tickIntervalMs: Int
+    }
+
+    let type = "hello-ok"
+    let `protocol`: Int
+    let server: Server
+    let features: Features
+    let snapshot: Snapshot
+    let policy: Policy
+}
+
+public struct StatusPayload: Encodable, Sendable {
+    public struct Listener: Encodable, Sendable {
+        public let source: String
+        public let names: [String]
+    }
+
+    public let pid: Int
+    public let urls: [String]
+    public let connections: Int
+    public let profile: String?
+    public let uptimeMs: Int
+    public let listener: Listener
+    public let connId: String
+
+    enum CodingKeys: String, CodingKey { case pid, urls, connections, profile, uptimeMs, listener, connId }
+
+    /// `profile` is a string or null: the key is always there.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(pid, forKey: .pid)
+        try container.encode(urls, forKey: .urls)
+        try container.encode(connections, forKey: .connections)
+        try container.encode(profile, forKey: .profile)
+        try container.encode(uptimeMs, forKey: .uptimeMs)
+        try container.encode(listener, forKey: .listener)
+        try container.encode(connId, forKey: .connId)
+    }
+}
