@@ -224,10 +224,13 @@ final class ServiceUnavailableHandler: ChannelInboundHandler {
         let body = #"{"ok":false,"error":"too many connections"}"#
         let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\(body)"
         let channel = context.channel
+        // Half-close after the answer and drain what the client sends: closing with its request
+        // unread would reset the connection before the client reads the 503.
         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: response))).whenComplete { _ in
-            channel.close(promise: nil)
+            channel.close(mode: .output, promise: nil)
         }
+        context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // drained
 }
