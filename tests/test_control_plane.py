@@ -299,6 +299,30 @@ def test_beyond_the_connection_cap_is_503(gateways):
             s.close()
 
 
+def test_fragmented_messages_are_reassembled(gateways):
+    _, port = start(gateways)
+    with _raw_upgrade(port) as s:
+        text = connect_request().encode()
+        first, rest = text[:20], text[20:]
+        mask = os.urandom(4)
+        # text frame without FIN, then a continuation frame with FIN
+        s.sendall(struct.pack("!BB", 0x01, 0x80 | len(first)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(first)))
+        s.sendall(_client_frame(0x0, rest))
+        s.settimeout(5)
+        data = b""
+        while b"hello-ok" not in data:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+
+
+def test_a_request_whose_headers_never_finish_is_closed_after_the_header_timeout(gateways):
+    _, port = start(gateways, "--header-timeout-ms", "300")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert s.recv(1024) == b""  # closed by the gateway, well before our 5 s
+
+
 # ---- 3. hostile input keeps the gateway serving -------------------------------------------------
 
 

@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections: Int = 1024
     /// A request's headers must arrive within this time (slow clients cannot pin connections).
     public var headerReadTimeout: TimeAmount = .seconds(10)
+    /// All header lines of a request together, bytes; larger requests get 400 and are closed.
+    public var maxHeaderBytes: Int = 16 * 1024
     /// How long a client has to answer our close frame before the connection is dropped.
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
     /// Failed token attempts per peer within a minute before it must wait.
@@ -178,8 +180,18 @@ public final class GatewayServer: Sendable {
                     context.pipeline.syncOperations.removeHandler(boundHandlers.value.1, promise: nil)
                 }
             ),
-            withErrorHandling: true)
+            withErrorHandling: true,
+            withOutboundHeaderValidation: true,
+            withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: Self.headerLimits(configuration.maxHeaderBytes))
         try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+
+    private static func headerLimits(_ bytes: Int) -> NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = bytes
+        limits.maxHeaderListSize = bytes
+        return limits
     }
 }
 

@@ -79,6 +79,12 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default 15000.", valueName: "ms"))
     var tickIntervalMs: Int = 15_000
 
+    @Option(name: .long, help: ArgumentHelp("Time for a request's headers to arrive, ms. Default 10000.", valueName: "ms"))
+    var headerTimeoutMs: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("Header bytes per HTTP request at most. Default 16384.", valueName: "bytes"))
+    var maxHeaderBytes: Int = 16 * 1024
+
     var options: CommandLineOptions {
         CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)
     }
@@ -86,7 +92,8 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         for (name, value) in [("--max-connections", maxConnections), ("--max-payload", maxPayload),
                               ("--max-buffered-bytes", maxBufferedBytes), ("--handshake-timeout-ms", handshakeTimeoutMs),
-                              ("--tick-interval-ms", tickIntervalMs)] where value < 1 {
+                              ("--tick-interval-ms", tickIntervalMs), ("--header-timeout-ms", headerTimeoutMs),
+                              ("--max-header-bytes", maxHeaderBytes)] where value < 1 {
             throw ValidationError("invalid \(name) \(value): expected a positive number")
         }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {

@@ -60,6 +60,8 @@ enum GatewayRunner {
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
         server.allowedOrigins = configuration.allowedOrigins
         server.maxConnections = command.maxConnections
+        server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
+        server.maxHeaderBytes = command.maxHeaderBytes
         return .success(PreparedGateway(acquired: acquired, configuration: configuration, server: server, logger: logger))
     }
 
