@@ -15,12 +15,20 @@ import pytest
 
 from harness import close_of, free_port, http_get, run, ws_connect
 
-SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[2] / "shared" / "spec" / "protocol-v4.schema.json"
+# A copy of shared/spec/protocol-v4.schema.json, so the tests run from any clone;
+# test_the_schema_copy_matches_shared catches drift wherever shared/ sits beside the repository.
+SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "spec" / "protocol-v4.schema.json"
+SHARED_SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "spec" / "protocol-v4.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 # The schema's $id is relative, which this jsonschema cannot resolve "#/$defs/…" against; an
 # absolute id (in memory only) keeps every rule as written.
 SCHEMA["$id"] = "urn:openclaw-gateway:protocol-v4-server-frames"
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def test_the_schema_copy_matches_shared():
+    if SHARED_SCHEMA.exists():
+        assert json.loads(SHARED_SCHEMA.read_text()) == json.loads(SCHEMA_PATH.read_text())
 
 
 def frame(text):

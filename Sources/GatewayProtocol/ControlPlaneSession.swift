@@ -79,6 +79,7 @@ public final class ControlPlaneSession {
     /// Milliseconds until this peer may try a token again, when it is rate limited.
     private let retryAfterMs: () -> Int?
     private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
     private var seq = 0
 
     public init(
@@ -107,13 +108,18 @@ public final class ControlPlaneSession {
     public func receive(_ text: String) -> [SessionAction] {
         guard state != .closed else { return [] }
         let data = Data(text.utf8)
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+        let head: FrameHead
+        do {
+            head = try decoder.decode(FrameHead.self, from: data)
+        } catch DecodingError.dataCorrupted {
             return close(1007, "invalid JSON")
+        } catch {
+            return close(1007, "a request needs a non-empty string id")  // valid JSON, not an object
         }
-        guard case .object(let object) = value, case .string(let id)? = object["id"], !id.isEmpty else {
+        guard let id = head.id, !id.isEmpty else {
             return close(1007, "a request needs a non-empty string id")
         }
-        guard object["type"] == .string("req"), case .string(let method)? = object["method"] else {
+        guard head.type == "req", let method = head.method else {
             if state == .awaitingConnect { return [fail(id, "INVALID_REQUEST", "the first frame must be a connect request")] + close(1008, "connect first") }
             return [fail(id, "INVALID_REQUEST", "expected {\"type\":\"req\",\"id\":…,\"method\":…}")]
         }
@@ -163,7 +169,7 @@ public final class ControlPlaneSession {
     private func connect(id: String, data: Data) -> [SessionAction] {
         let request: ConnectRequest
         do {
-            request = try JSONDecoder().decode(ConnectRequest.self, from: data)
+            request = try decoder.decode(ConnectRequest.self, from: data)
         } catch {
             return [fail(id, "INVALID_REQUEST", "invalid connect params: \(Self.describe(error))")] + close(1008, "invalid connect")
         }

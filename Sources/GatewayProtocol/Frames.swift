@@ -52,11 +52,21 @@ public enum JSONValue: Codable, Equatable, Sendable {
 
 // MARK: - inbound
 
-/// Just enough of a client frame to answer it: its id, when it has a readable one.
+/// Just enough of a client frame to answer it, read without building the whole tree: each field
+/// is nil when absent or of another type (an id of 7 is as unreadable as no id).
 struct FrameHead: Decodable {
     let type: String?
     let id: String?
     let method: String?
+
+    enum CodingKeys: String, CodingKey { case type, id, method }
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)  // throws unless an object
+        type = try? container.decodeIfPresent(String.self, forKey: .type)
+        id = try? container.decodeIfPresent(String.self, forKey: .id)
+        method = try? container.decodeIfPresent(String.self, forKey: .method)
+    }
 }
 
 struct ConnectRequest: Decodable {
