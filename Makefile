@@ -4,7 +4,7 @@ SWIFT ?= swift
 PORT ?= 18789
 # Debian's python3 (pytest and websockets come from apt), whatever python3 is first on PATH.
 PYTHON ?= /usr/bin/python3
-APT_PACKAGES := libsystemd-dev pkg-config systemd python3 python3-pytest python3-websockets iproute2 strace
+APT_PACKAGES := libsystemd-dev pkg-config systemd python3 python3-pytest python3-websockets python3-jsonschema iproute2 strace
 DEB_PACKAGES := libsystemd-dev pkg-config debhelper dpkg-dev lintian
 E2E_PACKAGES := systemd-container debootstrap util-linux
 
