@@ -10,7 +10,7 @@ E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test bench deb e2e clean
+.PHONY: all deps build release run test unit-test integration-test bench lockbench deb e2e clean
 
 all: build
 
@@ -52,6 +52,13 @@ clean:
 
 # Figures of the binary as it ships in the .deb: release, Swift runtime linked statically.
 STATIC_SCRATCH := .build-static
+# PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
+STATIC_BIN = $$($(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --show-bin-path)
 bench: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
-	$(PYTHON) bench/lockbench.py --bin $$($(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --show-bin-path)/openclaw-gateway
+	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
+		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md
+
+lockbench: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
+	$(PYTHON) bench/lockbench.py --bin $(STATIC_BIN)/openclaw-gateway

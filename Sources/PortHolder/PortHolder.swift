@@ -1,3 +1,5 @@
+import CProcess
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,8 +57,19 @@ public enum PortHolder {
         let uid: UInt32
     }
 
-    /// LISTEN sockets on `port` from /proc/net/tcp and /proc/net/tcp6.
+    /// LISTEN sockets on `port`: from the kernel's sock_diag (it walks only listeners), or from
+    /// /proc/net/tcp{,6} where netlink is not allowed (a hardened unit's RestrictAddressFamilies=).
     static func listeningSockets(port: Int) -> [ListeningSocket] {
+        var inodes = [UInt64](repeating: 0, count: 64)
+        var uids = [UInt32](repeating: 0, count: 64)
+        let n = openclaw_tcp_listeners(Int32(port), &inodes, &uids, 64)
+        if n >= 0 {
+            return (0..<Int(n)).map { ListeningSocket(inode: inodes[$0], uid: uids[$0]) }
+        }
+        return listeningSocketsFromProc(port: port)
+    }
+
+    static func listeningSocketsFromProc(port: Int) -> [ListeningSocket] {
         var found: [ListeningSocket] = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let text = readSmallFile(table) else { continue }

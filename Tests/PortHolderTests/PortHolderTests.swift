@@ -68,3 +68,14 @@ func listener() -> (fd: Int32, port: Int) {
         #expect(impostor.description == "pid 43 (python3.11)")
     }
 }
+
+@Suite struct ListenerTableTests {
+    @Test func netlinkAndProcAgreeOnAListener() {
+        let (fd, port) = listener()
+        defer { close(fd) }
+        let viaNetlink = PortHolder.listeningSockets(port: port)
+        let viaProc = PortHolder.listeningSocketsFromProc(port: port)
+        #expect(viaNetlink.count == 1)
+        #expect(viaNetlink == viaProc)
+    }
+}

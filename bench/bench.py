@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""`make bench`: the gateway's figures on a release build, side by side with a peer when given.
+
+  bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--runs 10] [--markdown FILE]
+
+Prints one table (median, p10, p90 over repeated runs; with --peer, the peer's median and the
+ratio ours/peer, both measured in the same run, alternating) and one `RESULT` line per figure.
+The load client is the project's own (`gateway-load`, SwiftNIO); the peer is only compared with.
+A benchmark, not a test: it asserts nothing beyond the runs themselves working.
+"""
+
+import argparse
+import base64
+import datetime
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lockbench import Notify, build_floor, free_port, quantiles, rss_kib, timed_exit  # noqa: E402
+
+ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
+
+
+class Subject:
+    def __init__(self, name, binary, extra):
+        self.name, self.binary, self.extra = name, binary, extra
+
+    def argv(self, port, *more):
+        return [self.binary, "--port", str(port), *self.extra, *more]
+
+
+def env_for(tmp, notify=None):
+    env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "OPENCLAW_LOG_LEVEL": "warning"}
+    if notify:
+        env["NOTIFY_SOCKET"] = notify.path
+    return env
+
+
+def start(subject, port, tmp, *more):
+    notify = Notify(tmp)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(subject.argv(port, *more), env=env_for(tmp, notify), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = (notify.wait("READY=1") - t0) * 1000
+    return proc, notify, ready
+
+
+def stop(proc, notify):
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    notify.close()
+
+
+def healthz(port, timeout=5):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def ws_client(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    return s
+
+
+def load(tool, *args):
+    out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=300).stdout
+    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
+    return {k: float(v) for k, v in (item.split("=") for item in line.split()[1:])}
+
+
+# ---- one run of every figure for one subject ------------------------------------------------------
+
+
+def startup_figures(subject, tmp, figures, floor):
+    port = free_port()
+    proc, notify, ready = start(subject, port, tmp)
+    figures["ready_ms"].append(ready)
+    ms, rc = timed_exit(subject.argv(port), env_for(tmp))
+    assert rc == 78, (subject.name, rc)
+    figures["dup_exit_ms"].append(ms)
+    if floor:
+        figures["floor_exit_ms"].append(timed_exit([floor, str(port)], env_for(tmp))[0])
+    healthz(port)
+    time.sleep(0.05)
+    figures["idle_rss_kib"].append(rss_kib(proc.pid))
+    stop(proc, notify)
+
+    # exec -> first /healthz answer, fallback bind
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(subject.argv(port), env=env_for(tmp), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            if healthz(port, timeout=1):
+                break
+        except OSError:
+            pass
+    figures["first_healthz_ms"].append((time.perf_counter() - t0) * 1000)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+
+
+def activation_figures(subject, tmp, figures, load_tool):
+    for figure in ("activated_healthz_ms", "activated_hello_ms"):
+        port = free_port()
+        argv = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=gateway", subject.binary, *subject.extra]
+        proc = subprocess.Popen(argv, env=env_for(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        for line in proc.stderr:
+            if b"Listening on" in line:
+                break
+        if figure == "activated_healthz_ms":
+            t0 = time.perf_counter()
+            assert healthz(port)
+            figures[figure].append((time.perf_counter() - t0) * 1000)
+        else:
+            figures[figure].append(load(load_tool, "hello", "--port", str(port))["hello_ms"])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+
+
+def sigterm_figures(subject, tmp, figures, clients):
+    port = free_port()
+    proc, notify, _ = start(subject, port, tmp)
+    conns = [ws_client(port) for _ in range(clients)]
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    while True:
+        try:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+                s.listen(1)
+            break
+        except OSError:
+            pass
+    figures["sigterm_port_free_ms"].append((time.perf_counter() - t0) * 1000)
+    for c in conns:
+        c.close()
+    proc.wait(15)
+    figures["sigterm_exit_ms"].append((time.perf_counter() - t0) * 1000)
+    notify.close()
+
+
+def load_figures(subject, tmp, figures, load_tool, hold_conns):
+    port = free_port()
+    proc, notify, _ = start(subject, port, tmp, "--max-connections", "20000")
+    r = load(load_tool, "rpc", "--port", str(port), "--conns", "64", "--seconds", "5")
+    figures["health_rps"].append(r["rps"])
+    figures["health_p50_us"].append(r["p50_us"])
+    figures["health_p99_us"].append(r["p99_us"])
+    c = load(load_tool, "churn", "--port", str(port), "--count", "2000")
+    figures["churn_conns_per_s"].append(c["conns_per_s"])
+    idle = rss_kib(proc.pid)
+    h = load(load_tool, "hold", "--port", str(port), "--conns", str(hold_conns), "--seconds", "5", "--pid", str(proc.pid))
+    figures["rss_10k_idle_kib"].append(h["server_rss_kib"])
+    figures["rss_per_conn_kib"].append((h["server_rss_kib"] - idle) / max(1, h["held"]))
+    stop(proc, notify)
+
+
+FIGURES = ["dup_exit_ms", "floor_exit_ms", "ready_ms", "first_healthz_ms", "activated_healthz_ms",
+           "activated_hello_ms", "sigterm_port_free_ms", "sigterm_exit_ms", "health_rps", "health_p50_us",
+           "health_p99_us", "churn_conns_per_s", "idle_rss_kib", "rss_10k_idle_kib", "rss_per_conn_kib"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--load", required=True)
+    ap.add_argument("--peer")
+    ap.add_argument("--runs", type=int, default=10, help="runs of the start-up figures")
+    ap.add_argument("--load-runs", type=int, default=3, help="runs of the load figures")
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--hold", type=int, default=10000)
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateways inherit it, as under a unit
+    tmp = tempfile.mkdtemp(prefix="bench-")
+    floor = build_floor(tmp)
+    subjects = [Subject("ours", args.bin, [])]
+    if args.peer:
+        subjects.append(Subject("peer", args.peer, []))
+    results = {s.name: {f: [] for f in FIGURES} for s in subjects}
+
+    for i in range(args.runs):
+        for s in (subjects if i % 2 == 0 else subjects[::-1]):
+            startup_figures(s, tmp, results[s.name], floor)
+            activation_figures(s, tmp, results[s.name], args.load)
+            sigterm_figures(s, tmp, results[s.name], args.clients)
+    for i in range(args.load_runs):
+        for s in (subjects if i % 2 == 0 else subjects[::-1]):
+            load_figures(s, tmp, results[s.name], args.load, args.hold)
+
+    head = f"{'figure':<22}{'median':>11}{'p10':>11}{'p90':>11}"
+    if args.peer:
+        head += f"{'peer':>11}{'ratio':>8}"
+    lines = [f"openclaw-gateway figures, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores;"
+             f" {args.runs} start-up runs, {args.load_runs} load runs; {args.clients} clients at SIGTERM,"
+             f" {args.hold} held connections", head]
+    machine = []
+    for f in FIGURES:
+        ours = results["ours"][f]
+        if not ours:
+            continue
+        med, p10, p90 = quantiles(ours)
+        row = f"{f:<22}{med:>11.2f}{p10:>11.2f}{p90:>11.2f}"
+        extra = ""
+        if args.peer and results["peer"][f]:
+            peer_med = statistics.median(results["peer"][f])
+            ratio = med / peer_med if peer_med else float("nan")
+            row += f"{peer_med:>11.2f}{ratio:>8.2f}"
+            extra = f" peer_median={peer_med:.3f} ratio={ratio:.3f}"
+        lines.append(row)
+        machine.append(f"RESULT figure={f} median={med:.3f} p10={p10:.3f} p90={p90:.3f} runs={len(ours)}{extra}")
+    dup = statistics.median(results["ours"]["dup_exit_ms"])
+    fl = statistics.median(results["ours"]["floor_exit_ms"])
+    lines.append(f"duplicate refused / minimal static Swift bind-and-exit: {dup / fl:.2f}x")
+    print("\n".join(lines))
+    print("\n".join(machine))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("```\n" + "\n".join(lines) + "\n" + "\n".join(machine) + "\n```\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
