@@ -414,3 +414,19 @@ def test_soak_200_clients_doing_health_for_10_seconds(gateways):
     counts = run(scenario())
     assert len(counts) == 200 and min(counts) > 0
     assert gw.proc.poll() is None
+
+
+def test_the_gateway_raises_its_soft_file_limit_to_the_hard_limit(gateways):
+    import resource
+
+    def low_soft_limit():
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    port = free_port()
+    gw = gateways(["--port", str(port)], preexec_fn=low_soft_limit)
+    gw.wait_ready()
+    with open(f"/proc/{gw.pid}/limits") as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    assert soft == hard and soft != "256", line

@@ -120,6 +120,7 @@ struct PreparedGateway: Sendable {
     /// 3. The server, on the fds the lock handed over; READY once every one serves. Returns the
     /// exit status.
     func run() async -> Int32 {
+        raiseFileLimit()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = GatewayServer(group: group, configuration: self.server, logger: logger)
         let notifier = SystemdNotifier(logger: logger)
@@ -157,6 +158,16 @@ struct PreparedGateway: Sendable {
         try? await group.shutdownGracefully()
         return status
     }
+}
+
+/// Each connection is an fd: raise the soft RLIMIT_NOFILE to the hard limit, as daemons do (the
+/// soft default of 1024 would cap the gateway below its own --max-connections).
+func raiseFileLimit() {
+    var limit = rlimit()
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(resource, &limit)
 }
 
 /// Serves until graceful shutdown, then closes listeners first and connections after.
