@@ -10,7 +10,7 @@ E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test bench lockbench deb e2e clean
+.PHONY: all deps build release run test unit-test integration-test bench deb e2e clean
 
 all: build
 
@@ -58,7 +58,3 @@ bench: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md
-
-lockbench: deps
-	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
-	$(PYTHON) bench/lockbench.py --bin $(STATIC_BIN)/openclaw-gateway

@@ -10,7 +10,6 @@ A benchmark, not a test: it asserts nothing beyond the runs themselves working.
 """
 
 import argparse
-import base64
 import datetime
 import os
 import platform
@@ -24,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lockbench import Notify, build_floor, free_port, quantiles, rss_kib, timed_exit  # noqa: E402
+from benchlib import Notify, build_floor, free_port, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 
@@ -66,17 +65,6 @@ def healthz(port, timeout=5):
         while chunk := s.recv(4096):
             data += chunk
     return data.startswith(b"HTTP/1.1 200")
-
-
-def ws_client(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
-    return s
 
 
 def load(tool, *args):
@@ -143,15 +131,7 @@ def sigterm_figures(subject, tmp, figures, clients):
     conns = [ws_client(port) for _ in range(clients)]
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
-    while True:
-        try:
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-                s.listen(1)
-            break
-        except OSError:
-            pass
+    wait_bindable(port)
     figures["sigterm_port_free_ms"].append((time.perf_counter() - t0) * 1000)
     for c in conns:
         c.close()

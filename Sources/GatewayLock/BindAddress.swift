@@ -63,6 +63,30 @@ public enum BindAddress: Sendable, Hashable, CustomStringConvertible {
         return false
     }
 
+    /// Calls `body` with this address and `port` as a `sockaddr` (for bind, connect).
+    public func withSocketAddress<Result>(
+        port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result
+    ) -> Result {
+        switch self {
+        case .ipv4(let raw):
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = UInt16(port).bigEndian
+            sin.sin_addr = in_addr(s_addr: raw)
+            return withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .ipv6(let bytes):
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = UInt16(port).bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: bytes) }
+            return withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        }
+    }
+
     /// `ws://HOST:PORT`, with an IPv6 host in brackets.
     public func webSocketURL(port: Int) -> String {
         isIPv6 ? "ws://[\(self)]:\(port)" : "ws://\(self):\(port)"

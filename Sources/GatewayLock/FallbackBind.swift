@@ -49,29 +49,7 @@ enum FallbackBind {
     }
 
     private static func bind(_ fd: Int32, address: BindAddress, port: Int) throws(Failure) {
-        let rc: Int32
-        switch address {
-        case .ipv4(let raw):
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = UInt16(port).bigEndian
-            sin.sin_addr = in_addr(s_addr: raw)
-            rc = withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        case .ipv6(let bytes):
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = UInt16(port).bigEndian
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: bytes) }
-            rc = withUnsafePointer(to: &sin6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
-            }
-        }
+        let rc = address.withSocketAddress(port: port) { Glibc.bind(fd, $0, $1) }
         if rc != 0 { throw Failure(errno: errno, step: "bind()") }
     }
 }

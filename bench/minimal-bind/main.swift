@@ -1,5 +1,5 @@
 // The floor for "a duplicate is refused": a static Swift program that binds 127.0.0.1:PORT with
-// SO_REUSEADDR, and exits 78 on EADDRINUSE. Built by bench/lockbench.py with -static-stdlib.
+// SO_REUSEADDR, and exits 78 on EADDRINUSE. Built by bench/benchlib.py with -static-stdlib.
 #if canImport(Glibc)
 import Glibc
 #endif
