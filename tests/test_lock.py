@@ -176,3 +176,22 @@ def test_a_duplicate_is_refused_before_any_thread_exists(gateways, tmp_path):
     calls = trace.read_text()
     assert "EADDRINUSE" in calls and "exit_group(78)" in calls
     assert "clone" not in calls, calls
+
+
+def test_a_request_sent_as_shutdown_begins_is_still_answered(gateways):
+    """A client connected just before SIGTERM, whose request the gateway has not read yet, gets its
+    answer (a restart under load must not fail it)."""
+    port = free_port()
+    gw = gateways(["--port", str(port)])
+    gw.wait_ready()
+    s = socket.create_connection(("127.0.0.1", port))
+    gw.signal(signal.SIGTERM)
+    gw.wait_for_log("stopped listening")  # connections are being asked to finish right now
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    s.settimeout(5)
+    while chunk := s.recv(4096):
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert gw.wait() == 0

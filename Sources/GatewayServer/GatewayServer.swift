@@ -169,6 +169,7 @@ public final class GatewayServer: Sendable {
                     ])
                 }
             })
+        try channel.pipeline.syncOperations.addHandler(QuiesceGate())
         try channel.pipeline.syncOperations.addHandler(idle)
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (
@@ -245,4 +246,52 @@ final class ServiceUnavailableHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // drained
+}
+
+/// Holds back shutdown for a connection that was accepted but has not sent a byte yet: its request
+/// may be on the way (sent right before the listener closed). Closing it at once would fail a
+/// client that did nothing wrong — seen in the restart-under-load test. Such a connection gets
+/// `window` to send its request; the request is then answered and the connection closed.
+final class QuiesceGate: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let window: TimeAmount
+    private var seenBytes = false
+    private var held: Scheduled<Void>?
+
+    init(window: TimeAmount = .milliseconds(500)) {
+        self.window = window
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        seenBytes = true
+        context.fireChannelRead(data)
+        if let held {
+            // The request came: let the HTTP layer finish it and close.
+            held.cancel()
+            self.held = nil
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent, !seenBytes else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        let channel = context.channel
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        held = context.eventLoop.scheduleTask(in: window) {
+            let (gate, context) = bound.value
+            gate.held = nil
+            guard channel.isActive else { return }
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        held?.cancel()
+    }
 }
