@@ -11,45 +11,6 @@ public enum Protocol {
     public static let version = 4
 }
 
-/// Any JSON value, for the parts of a frame the gateway passes through or does not interpret.
-public enum JSONValue: Codable, Equatable, Sendable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
-    }
-}
-
 // MARK: - inbound
 
 /// Just enough of a client frame to answer it, read without building the whole tree: each field
@@ -159,6 +120,11 @@ struct ShutdownPayload: Encodable {
     }
 }
 
+/// An entry of snapshot.presence; this gateway tracks no presence, so the list is always empty.
+struct PresenceEntry: Encodable {
+    let ts: Int
+}
+
 struct StateVersion: Encodable {
     let presence: Int
     let health: Int
@@ -183,7 +149,7 @@ struct HelloOk: Encodable {
     }
 
     struct Snapshot: Encodable {
-        let presence: [JSONValue]
+        let presence: [PresenceEntry]
         let health: HealthPayload
         let stateVersion: StateVersion
         let uptimeMs: Int

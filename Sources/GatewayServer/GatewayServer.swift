@@ -111,6 +111,7 @@ public final class GatewayServer: Sendable {
         let rateLimiter = self.rateLimiter
         let logger = self.logger
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
+        let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -125,8 +126,8 @@ public final class GatewayServer: Sendable {
                     }
                     do {
                         try Self.configureHTTP(
-                            channel: channel, configuration: configuration, connections: connections,
-                            rateLimiter: rateLimiter)
+                            channel: channel, configuration: configuration, origins: origins,
+                            connections: connections, rateLimiter: rateLimiter)
                     } catch {
                         logger.warning("cannot set up a connection: \(error)")
                         throw error
@@ -136,9 +137,9 @@ public final class GatewayServer: Sendable {
     }
 
     private static func configureHTTP(
-        channel: Channel, configuration: ServerConfiguration, connections: ConnectionRegistry, rateLimiter: AuthRateLimiter
+        channel: Channel, configuration: ServerConfiguration, origins: OriginPolicy,
+        connections: ConnectionRegistry, rateLimiter: AuthRateLimiter
     ) throws {
-        let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
         let httpHandler = HTTPHandler(origins: origins)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let boundHandlers = NIOLoopBound((httpHandler, idle), eventLoop: channel.eventLoop)

@@ -18,12 +18,8 @@ public struct SystemdNotifier: Sendable {
         self.logger = logger
     }
 
-    /// Whether a service manager listens (NOTIFY_SOCKET is set).
-    public var isEnabled: Bool { getenv("NOTIFY_SOCKET") != nil }
-
     public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
     public func stopping(status: String) { send("STOPPING=1\nSTATUS=\(status)") }
-    public func status(_ status: String) { send("STATUS=\(status)") }
     public func watchdogPing() { send("WATCHDOG=1") }
 
     /// Sends one sd_notify message (sd_notifyf is variadic and cannot be called from Swift, so the
