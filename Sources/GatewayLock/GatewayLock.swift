@@ -47,12 +47,22 @@ public enum GatewayLock {
         public let listeners: [Listener]
         /// Passed fds that were not selected (other names) and were closed.
         public let closedFDs: [Int32]
+        /// Fds the service manager kept for this service (its fd store, see ``isStoreName(_:)``),
+        /// handed on unjudged and open: whoever takes them closes what it does not use.
+        public var stored: [SystemdActivation.PassedSocket] = []
 
         public var urls: [String] { listeners.map(\.url) }
     }
 
     /// The name the socket unit gives the gateway's listeners (FileDescriptorName=gateway).
     public static let socketName = "gateway"
+
+    /// Names a previous gateway gave the fds it left in systemd's fd store (FDSTORE=1): `state` and
+    /// `conn-<id>`. Those come back in LISTEN_FDS beside the listeners, in no fixed order; the lock
+    /// does not judge them (they are connected sockets and a memfd, not listeners).
+    public static func isStoreName(_ name: String) -> Bool {
+        name == "state" || name.hasPrefix("conn-")
+    }
 
     /// Gets the listeners: systemd's when they are passed to this process, else a bind of
     /// `request` (plus [::1] best-effort when the address is 127.0.0.1).
@@ -74,14 +84,22 @@ public enum GatewayLock {
 
     /// Selects the passed sockets named `gateway` (all of them when none carries that name) and
     /// checks each one; any that cannot serve fails the whole start, and nothing is bound instead.
-    static func adopt(_ sockets: [SystemdActivation.PassedSocket], request: Request) throws(GatewayLockError) -> Acquired {
+    static func adopt(_ passed: [SystemdActivation.PassedSocket], request: Request) throws(GatewayLockError) -> Acquired {
+        let stored = passed.filter { isStoreName($0.name) }
+        let sockets = passed.filter { !isStoreName($0.name) }
         let named = sockets.filter { $0.name == socketName }
         let selected = named.isEmpty ? sockets : named
         let unselected = sockets.filter { socket in !selected.contains(socket) }
+        guard !selected.isEmpty else {
+            for socket in stored { close(socket.fd) }
+            let names = stored.prefix(3).map(\.name) + (stored.count > 3 ? ["…"] : [])
+            throw .bindFailed(on: request.url, reason: "systemd passed no listening socket, only \(stored.count) stored fd(s): \(names.joined(separator: ", "))")
+        }
 
         var listeners: [Listener] = []
         for socket in selected {
             if let problem = PassedSocketCheck.problem(with: socket.fd, name: socket.name) {
+                for socket in stored { close(socket.fd) }
                 throw .bindFailed(on: request.url, reason: problem)
             }
             guard let (address, port) = localAddress(of: socket.fd) else {
@@ -91,7 +109,10 @@ public enum GatewayLock {
             listeners.append(Listener(fd: socket.fd, address: address, port: port, name: socket.name))
         }
         for socket in unselected { close(socket.fd) }
-        return Acquired(source: .systemd, listeners: listeners, closedFDs: unselected.map(\.fd))
+        for socket in stored { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
+        var acquired = Acquired(source: .systemd, listeners: listeners, closedFDs: unselected.map(\.fd))
+        acquired.stored = stored
+        return acquired
     }
 
     /// The fallback: bind `request` ourselves. 127.0.0.1 is the lock; [::1] on the same port is

@@ -39,6 +39,36 @@ import Glibc
         #expect(fcntl(other, F_GETFD) == -1)  // closed
     }
 
+    @Test func storedFdsAreHandedOnOpenAndUnjudged() throws {
+        let gateway = listener(port: freePort())
+        let state = memfdLike()
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)  // not TCP: not judged
+        defer { close(gateway); close(state); close(pair[0]); close(pair[1]) }
+        let acquired = try GatewayLock.acquire(
+            request, activation: passed([(pair[0], "conn-ab12"), (gateway, "gateway"), (state, "state")]), logger: quietLogger)
+        #expect(acquired.listeners.map(\.fd) == [gateway])
+        #expect(acquired.stored.map(\.name) == ["conn-ab12", "state"])
+        #expect(acquired.closedFDs.isEmpty)
+        #expect(fcntl(pair[0], F_GETFD) == FD_CLOEXEC)
+    }
+
+    @Test func storedFdsWithoutAListenerAreAnError() throws {
+        let state = memfdLike()
+        let error = #expect(throws: GatewayLockError.self) {
+            try GatewayLock.acquire(request, activation: passed([(state, "state")]), logger: quietLogger)
+        }
+        #expect(error?.message == "failed to bind gateway socket on ws://127.0.0.1:18789: systemd passed no listening socket, only 1 stored fd(s): state")
+        #expect(fcntl(state, F_GETFD) == -1)  // closed
+    }
+
+    func memfdLike() -> Int32 {
+        var fds: [Int32] = [0, 0]
+        _ = pipe(&fds)
+        close(fds[1])
+        return fds[0]
+    }
+
     @Test func withoutAGatewayNameEverySocketIsServed() throws {
         let a = listener(port: freePort())
         let b = listener(port: freePort())
