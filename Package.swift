@@ -38,11 +38,15 @@ let package = Package(
             name: "GatewayConfig",
             dependencies: ["GatewayLock"]
         ),
-        // sd_notify READY/STATUS/STOPPING and the watchdog.
+        // sd-bus's variadic calls, wrapped in C: what PID 1 says about our unit (pending job, fd store).
+        .target(name: "CServiceManager", dependencies: ["CSystemd"]),
+        // Talking to the service manager: sd_notify READY/STATUS/STOPPING, the watchdog, the fd
+        // store (FDSTORE=1 / FDSTOREREMOVE=1) and the pending job of our unit (restart or stop).
         .target(
             name: "SystemdNotify",
             dependencies: [
                 "CSystemd",
+                "CServiceManager",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -94,6 +94,39 @@ public final class ControlPlaneSession {
         encoder.outputFormatting = [.withoutEscapingSlashes]
     }
 
+    /// What a later process needs to carry this session on (restart handover): who the client is
+    /// to us and where its event sequence stands.
+    public struct Snapshot: Codable, Sendable, Equatable {
+        public var connId: String
+        /// Past hello-ok (false: the challenge was sent, connect not yet).
+        public var connected: Bool
+        /// The last event sequence number sent.
+        public var seq: Int
+
+        public init(connId: String, connected: Bool, seq: Int) {
+            self.connId = connId
+            self.connected = connected
+            self.seq = seq
+        }
+    }
+
+    /// nil once the session is closed: a closed session is not carried on.
+    public var snapshot: Snapshot? {
+        state == .closed ? nil : Snapshot(connId: connId, connected: state == .connected, seq: seq)
+    }
+
+    /// A session carried on from an earlier process: same connId, state and sequence; no new
+    /// challenge is sent (do not call ``open()``).
+    public convenience init(
+        restoring snapshot: Snapshot, configuration: ControlPlaneConfiguration, info: ServerInfo,
+        connectionCount: @escaping () -> Int, retryAfterMs: @escaping () -> Int? = { nil }
+    ) {
+        self.init(configuration: configuration, info: info, connId: snapshot.connId,
+                  connectionCount: connectionCount, retryAfterMs: retryAfterMs)
+        state = snapshot.connected ? .connected : .awaitingConnect
+        seq = snapshot.seq
+    }
+
     /// The largest frame accepted in the current state.
     public var maxFrameSize: Int {
         state == .connected ? configuration.maxPayload : configuration.preHandshakeMaxPayload

@@ -48,6 +48,34 @@ func json(_ action: SessionAction) -> [String: Any]? {
         #expect(statusPayload?.keys.contains("profile") == true)  // null, but present
     }
 
+    @Test func aRestoredSessionCarriesOnWithItsConnIdStateAndSequence() {
+        let session = makeSession()
+        _ = session.open()  // seq 1
+        _ = session.receive(connect())
+        _ = session.tick()  // seq 2
+        let snapshot = session.snapshot
+        #expect(snapshot == ControlPlaneSession.Snapshot(connId: "c1", connected: true, seq: 2))
+
+        let restored = ControlPlaneSession(
+            restoring: snapshot!, configuration: ControlPlaneConfiguration(serverVersion: "0.1.0", token: "secret"),
+            info: ServerInfo(pid: 43, urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0),
+            connectionCount: { 1 })
+        #expect(restored.state == .connected)  // no second connect, even with a token now set
+        let status = json(restored.receive(#"{"type":"req","id":"3","method":"status"}"#)[0])
+        let payload = status?["payload"] as? [String: Any]
+        #expect(payload?["connId"] as? String == "c1")
+        #expect(payload?["pid"] as? Int == 43)
+        #expect(json(restored.tick()[0])?["seq"] as? Int == 3)
+    }
+
+    @Test func aClosedSessionHasNoSnapshotAndAnAwaitingOneIsNotConnected() {
+        let session = makeSession()
+        _ = session.open()
+        #expect(session.snapshot?.connected == false)
+        _ = session.shutdown(reason: "bye", restartExpectedMs: nil)
+        #expect(session.snapshot == nil)
+    }
+
     @Test func anUnknownMethodIsInvalidRequestAndTheConnectionStays() {
         let session = makeSession()
         _ = session.receive(connect())
