@@ -29,7 +29,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // pidfd_open(2), which Swift cannot reach through the variadic syscall(2).
+        // pidfd_open(2) and memfd_create(2), which Swift cannot reach, and the netlink listener query.
         .target(name: "CProcess"),
         // Who holds a port (from /proc), the socket unit behind PID 1, ending a holder (--force).
         .target(name: "PortHolder", dependencies: ["CProcess"]),
@@ -65,9 +65,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Live WebSocket sessions across `systemctl restart`, through systemd's fd store.
+        .target(
+            name: "RestartHandover",
+            dependencies: [
+                "CProcess",
+                "CSystemd",
+                "GatewayLock",
+                "GatewayProtocol",
+                "GatewayServer",
+                "SystemdNotify",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "openclaw-gateway",
             dependencies: [
+                "RestartHandover",
                 "GatewayLock",
                 "GatewayConfig",
                 "GatewayProtocol",

@@ -7,9 +7,14 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+int openclaw_memfd_create(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
+}
 
 int openclaw_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);

@@ -24,8 +24,8 @@ int openclaw_service_state_of(uint32_t pid, uint64_t timeout_usec, openclaw_serv
     int r;
 
     memset(out, 0, sizeof(*out));
-    r = sd_bus_open_system(&bus);
-    if (r < 0) { fail(error, error_len, "cannot connect to the system bus", r, NULL); goto done; }
+    r = sd_bus_open(&bus);  /* the system bus, or the user bus under a user manager */
+    if (r < 0) { fail(error, error_len, "cannot connect to the service manager's bus", r, NULL); goto done; }
     (void) sd_bus_set_method_call_timeout(bus, timeout_usec);
 
     r = sd_bus_call_method(bus, DEST, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager",

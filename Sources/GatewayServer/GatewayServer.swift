@@ -43,12 +43,12 @@ public struct ServerConfiguration: Sendable {
 /// them first (the port is free at once), then asks every connection to finish — WebSockets get
 /// close code 1012 "service restart" — and drops what is left when the grace period ends.
 public final class GatewayServer: Sendable {
-    private let group: EventLoopGroup
-    private let configuration: ServerConfiguration
-    private let logger: Logger
-    private let connections = ConnectionRegistry()
+    let group: EventLoopGroup
+    let configuration: ServerConfiguration
+    let logger: Logger
+    let connections = ConnectionRegistry()
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
-    private let rateLimiter: AuthRateLimiter
+    let rateLimiter: AuthRateLimiter
 
     public init(group: EventLoopGroup, configuration: ServerConfiguration, logger: Logger) {
         self.group = group
@@ -158,16 +158,13 @@ public final class GatewayServer: Sendable {
                         configuration: configuration.controlPlane, info: configuration.info,
                         connectionCount: { connections.count },
                         retryAfterMs: { rateLimiter.retryAfterMs(peer: peer) })
-                    try channel.pipeline.syncOperations.addHandlers([
-                        NIOWebSocketFrameAggregator(
-                            minNonFinalFragmentSize: 0,
-                            maxAccumulatedFrameCount: 1024,
-                            maxAccumulatedFrameSize: configuration.controlPlane.maxPayload),
-                        WebSocketHandler(
-                            session: session, configuration: configuration.controlPlane,
-                            closeHandshakeTimeout: configuration.closeHandshakeTimeout,
-                            rateLimiter: rateLimiter, peer: peer),
-                    ])
+                    // NIO's upgrader has added the frame encoder, decoder and error handler.
+                    let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                    try channel.pipeline.syncOperations.addHandler(
+                        FrameSplitter(maxFrameSize: configuration.controlPlane.maxPayload), position: .before(decoder))
+                    try Self.addControlPlane(
+                        channel: channel, session: session, restored: false, configuration: configuration,
+                        rateLimiter: rateLimiter, peer: peer)
                 }
             })
         try channel.pipeline.syncOperations.addHandler(QuiesceGate())
@@ -187,6 +184,22 @@ public final class GatewayServer: Sendable {
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: Self.headerLimits(configuration.maxHeaderBytes))
         try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+
+    static func addControlPlane(
+        channel: Channel, session: ControlPlaneSession, restored: Bool, configuration: ServerConfiguration,
+        rateLimiter: AuthRateLimiter, peer: String
+    ) throws {
+        try channel.pipeline.syncOperations.addHandlers([
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0,
+                maxAccumulatedFrameCount: 1024,
+                maxAccumulatedFrameSize: configuration.controlPlane.maxPayload),
+            WebSocketHandler(
+                session: session, configuration: configuration.controlPlane,
+                closeHandshakeTimeout: configuration.closeHandshakeTimeout,
+                rateLimiter: rateLimiter, peer: peer, restored: restored),
+        ])
     }
 
     private static func headerLimits(_ bytes: Int) -> NIOHTTPDecoderLimitConfiguration {

@@ -15,21 +15,34 @@ final class WebSocketHandler: ChannelInboundHandler {
     private let closeHandshakeTimeout: TimeAmount
     private let rateLimiter: AuthRateLimiter
     private let peer: String
+    /// Carried on from an earlier process: no challenge is sent on open.
+    private let restored: Bool
     private var closeSent = false
+    /// Handed to the next process: nothing more is read, sent or closed from here.
+    private var frozen = false
     private var handshakeTimer: Scheduled<Void>?
     private var ticker: RepeatedTask?
+    /// Completes when everything sent so far has reached the socket.
+    private var lastWrite: EventLoopFuture<Void>?
 
     init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
-         rateLimiter: AuthRateLimiter, peer: String) {
+         rateLimiter: AuthRateLimiter, peer: String, restored: Bool = false) {
         self.session = session
         self.configuration = configuration
         self.closeHandshakeTimeout = closeHandshakeTimeout
         self.rateLimiter = rateLimiter
         self.peer = peer
+        self.restored = restored
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        perform(session.open(), context: context)
+        if restored {
+            if session.state == .connected {
+                return startTicks(context: context)
+            }
+        } else {
+            perform(session.open(), context: context)
+        }
         let channel = context.channel
         let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -44,7 +57,20 @@ final class WebSocketHandler: ChannelInboundHandler {
         ticker?.cancel()
     }
 
+    /// Stops this connection for a handover: no more ticks, timers or sends. Returns the session
+    /// to carry on and a future that completes once what was already sent has been written to the
+    /// socket; nil when the connection is closing anyway.
+    func freeze(context: ChannelHandlerContext) -> (ControlPlaneSession.Snapshot, EventLoopFuture<Void>)? {
+        guard !closeSent, !frozen, let snapshot = session.snapshot else { return nil }
+        frozen = true
+        handshakeTimer?.cancel()
+        ticker?.cancel()
+        context.flush()
+        return (snapshot, lastWrite ?? context.eventLoop.makeSucceededVoidFuture())
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !frozen else { return }
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
@@ -77,7 +103,9 @@ final class WebSocketHandler: ChannelInboundHandler {
         case .ping:
             var payload = frame.unmaskedData
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: promise)
+            lastWrite = promise.futureResult
         default:
             break
         }
@@ -95,7 +123,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // More than maxBufferedBytes queued for a client that does not read: drop it, so memory
         // stays bounded.
-        if !context.channel.isWritable {
+        if !context.channel.isWritable && !frozen {
             context.close(promise: nil)
         }
         context.fireChannelWritabilityChanged()
@@ -103,6 +131,7 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
+            guard !frozen else { return }
             ticker?.cancel()
             perform(session.shutdown(reason: "gateway stopping", restartExpectedMs: nil), context: context)
         } else {
@@ -120,6 +149,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     private func perform(_ actions: [SessionAction], context: ChannelHandlerContext) {
+        guard !frozen else { return }
         var wrote = false
         for action in actions {
             switch action {
@@ -127,7 +157,9 @@ final class WebSocketHandler: ChannelInboundHandler {
                 guard !closeSent else { continue }
                 var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
                 buffer.writeString(text)
-                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: promise)
+                lastWrite = promise.futureResult
                 wrote = true
             case .close(let code, let reason):
                 sendClose(context: context, code: WebSocketErrorCode(codeNumber: Int(code)), reason: reason,

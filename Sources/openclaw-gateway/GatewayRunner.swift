@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PortHolder
+import RestartHandover
 import ServiceLifecycle
 import SystemdNotify
 
@@ -181,6 +182,9 @@ struct GatewayService: Service {
     /// How long connections get to close at shutdown; systemd's default stop timeout is 90 s and
     /// the contract asks for an exit within 10 s.
     static let gracePeriod: TimeAmount = .seconds(8)
+    /// How long a session being handed over may take to send what it already queued; one whose
+    /// client reads slower than that is closed instead.
+    static let handOverFlushTimeout: TimeAmount = .seconds(2)
 
     func run() async throws {
         do {
@@ -200,14 +204,26 @@ struct GatewayService: Service {
             origin = "bound by this process"
         }
         let urls = acquired.urls.joined(separator: ", ")
+        let store = FileDescriptorStore()
+        // Sessions a restart handed over come back in the fd store; carried on before READY=1.
+        await RestartHandover.takeBack(acquired.stored, server: server, store: store, logger: logger)
         logger.info("listening on \(urls) (\(origin))")
         notifier.ready(status: "Listening on \(urls) (\(origin))")
 
         try? await gracefulShutdown()
 
         notifier.stopping(status: "Stopping: closing listeners and connections")
+        let decision = RestartHandover.decide(store: store)
         await server.closeListeners()
         logger.info("stopped listening on \(urls)")
+        switch decision {
+        case .handOver(let limit):
+            let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
+            let stored = RestartHandover.store(handed, in: store, logger: logger)
+            logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store")
+        case .closeClients(let reason):
+            if server.connectionCount > 0 { logger.info("closing clients: \(reason)") }
+        }
         await server.closeConnections(gracePeriod: Self.gracePeriod)
         logger.info("shut down")
     }

@@ -12,4 +12,8 @@ int openclaw_pidfd_open(pid_t pid);
 /// /proc/net/tcp, the kernel only walks the listening sockets: fast even with 100k connections.
 int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *uids, int max);
 
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file (-1 + errno on failure). Glibc declares it
+/// only under _GNU_SOURCE, which Swift's Glibc module does not set.
+int openclaw_memfd_create(const char *name);
+
 #endif

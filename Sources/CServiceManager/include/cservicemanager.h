@@ -3,7 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// What PID 1 says, over the system bus, about the unit this process runs in.
+/// What systemd says, over D-Bus (the system bus, or the user bus for a user service), about the
+/// unit this process runs in.
 typedef struct {
     /// The unit, e.g. "openclaw-gateway.service" (empty when unknown).
     char unit[256];

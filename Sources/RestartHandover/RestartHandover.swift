@@ -1,0 +1,227 @@
+import CProcess
+import CSystemd
+import GatewayLock
+import GatewayProtocol
+import GatewayServer
+import Logging
+import SystemdNotify
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Zero-disconnect restarts under systemd: live WebSocket sessions cross a restart in the
+/// service's file descriptor store.
+///
+/// At SIGTERM, ``decide(logger:)`` asks systemd whether a restart is pending. Only then are the
+/// sessions handed over: each socket goes into the store as `conn-<connId>`, their state as one
+/// memfd named `state`. On a stop (or when systemd cannot be asked, or keeps no store) clients are
+/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:logger:)``
+/// carries on what the store passed back (matched by name: the order is not stable), closes
+/// cleanly what it cannot carry on, and empties the store — before READY=1.
+public enum RestartHandover {
+    public enum Decision: Sendable, Equatable {
+        /// Hand over at most this many connections (the store keeps one more fd: the state).
+        case handOver(limit: Int)
+        /// Close every client, with why (for the log).
+        case closeClients(reason: String)
+    }
+
+    /// The policy. Blocks up to about a second per bus call; call it off the event loops.
+    public static func decide(store: FileDescriptorStore) -> Decision {
+        guard store.isAvailable else {
+            return .closeClients(reason: "not run by a service manager (no NOTIFY_SOCKET)")
+        }
+        let state: ServiceManagerState
+        switch ServiceManager.stateOfThisService() {
+        case .success(let answer): state = answer
+        case .failure(let error): return .closeClients(reason: "cannot ask systemd whether this is a restart: \(error)")
+        }
+        guard state.fdStoreMax > 1 else {
+            return .closeClients(reason: "\(state.unit) keeps no fd store (FileDescriptorStoreMax=\(state.fdStoreMax))")
+        }
+        guard state.restartPending else {
+            return .closeClients(reason: "\(state.unit) is stopping, not restarting (job: \(state.jobType ?? "none"))")
+        }
+        return .handOver(limit: state.fdStoreMax - 1)
+    }
+
+    /// Puts handed-over connections and their state into the store; closes (cleanly) each one
+    /// that cannot go there. Returns how many were stored. Our copies are closed either way.
+    @discardableResult
+    public static func store(_ connections: [HandedOverConnection], in store: FileDescriptorStore, logger: Logger) -> Int {
+        var stored: [HandedOverConnection] = []
+        for connection in connections {
+            do {
+                try store.store(connection.fd, name: storeName(connection.state.session.connId))
+                stored.append(connection)
+            } catch {
+                logger.warning("\(error); closing that connection")
+                GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway stopping")
+            }
+        }
+        guard !stored.isEmpty else { return 0 }
+        let record = StateRecord(pid: Int(getpid()), connections: stored.map(ConnectionRecord.init))
+        do {
+            let fd = try StateFile.write(record)
+            defer { close(fd) }
+            try store.store(fd, name: stateName)
+        } catch {
+            // Without a state, the next process closes the stored connections cleanly.
+            logger.warning("cannot store the connections' state: \(error)")
+        }
+        for connection in stored { close(connection.fd) }
+        return stored.count
+    }
+
+    /// What the store passed back at start: carries on each session it can and closes the rest
+    /// cleanly; then removes every one of them from the store, so that a client that leaves later
+    /// really is disconnected. Returns how many sessions were carried on.
+    @discardableResult
+    public static func takeBack(
+        _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, logger: Logger
+    ) async -> Int {
+        guard !passed.isEmpty else { return 0 }
+        var byName: [String: Int32] = [:]
+        var extra: [Int32] = []
+        for socket in passed {
+            if byName[socket.name] == nil { byName[socket.name] = socket.fd } else { extra.append(socket.fd) }
+        }
+        var record: StateRecord?
+        if let fd = byName.removeValue(forKey: stateName) {
+            do {
+                record = try StateFile.read(fd)
+            } catch {
+                logger.warning("the stored connection state cannot be read (\(error)); closing the stored connections")
+            }
+            close(fd)
+        } else {
+            logger.warning("\(byName.count) stored connection(s) came back without their state; closing them")
+        }
+
+        var carried = 0
+        var from = ""
+        if let record {
+            from = " from pid \(record.pid)"
+            for entry in record.connections {
+                guard let fd = byName.removeValue(forKey: storeName(entry.connId)) else {
+                    logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
+                    continue
+                }
+                let state = entry.state
+                guard sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
+                    logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
+                    close(fd)
+                    continue
+                }
+                do {
+                    try await server.restore(HandedOverConnection(fd: fd, state: state))
+                    carried += 1
+                } catch {
+                    logger.warning("connection \(entry.connId) cannot be carried on (\(error)); closing it")
+                    GatewayServer.closeHandedOver(fd: fd, session: state.session, reason: "gateway restarted")
+                }
+            }
+        }
+        for (name, fd) in byName {
+            if name.hasPrefix("conn-") {
+                GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted")
+            } else {
+                close(fd)
+            }
+        }
+        for fd in extra { close(fd) }
+
+        for name in Set(passed.map(\.name)) {
+            do { try store.remove(name: name) } catch { logger.warning("\(error)") }
+        }
+        let closed = passed.filter { $0.name.hasPrefix("conn-") }.count - carried
+        let closedText = closed > 0 ? "; closed \(closed)" : ""
+        logger.info("carried on \(carried) connection(s)\(from) across the restart\(closedText)")
+        return carried
+    }
+
+    static let stateName = "state"
+    static func storeName(_ connId: String) -> String { "conn-\(connId)" }
+}
+
+/// What the state memfd holds: JSON, versioned by `format`.
+struct StateRecord: Codable, Equatable {
+    static let currentFormat = "openclaw-gateway-handover/1"
+    var format = StateRecord.currentFormat
+    var pid: Int
+    var connections: [ConnectionRecord]
+}
+
+struct ConnectionRecord: Codable, Equatable {
+    var connId: String
+    var connected: Bool
+    var seq: Int
+    var peer: String
+    /// Base64 of the bytes read but not yet acted on.
+    var undecoded: Data
+
+    init(_ connection: HandedOverConnection) {
+        let state = connection.state
+        connId = state.session.connId
+        connected = state.session.connected
+        seq = state.session.seq
+        peer = state.peer
+        undecoded = Data(state.undecoded)
+    }
+
+    var state: ConnectionState {
+        ConnectionState(
+            session: .init(connId: connId, connected: connected, seq: seq), undecoded: Array(undecoded), peer: peer)
+    }
+}
+
+struct StateFileError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The state travels in a memfd: an anonymous file that lives as long as an fd refers to it.
+enum StateFile {
+    static func write(_ record: StateRecord) throws -> Int32 {
+        let bytes = Array(try JSONEncoder().encode(record))
+        let fd = openclaw_memfd_create("openclaw-gateway-state")
+        guard fd >= 0 else { throw StateFileError(description: "memfd_create: \(String(cString: strerror(errno)))") }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else {
+                let error = StateFileError(description: "write: \(String(cString: strerror(errno)))")
+                close(fd)
+                throw error
+            }
+            offset += n
+        }
+        return fd
+    }
+
+    static func read(_ fd: Int32) throws -> StateRecord {
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw StateFileError(description: "fd \(fd) is not a file")
+        }
+        guard info.st_size <= 256 << 20 else { throw StateFileError(description: "\(info.st_size) bytes is too large") }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            guard n > 0 else { throw StateFileError(description: "read: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+        let record = try JSONDecoder().decode(StateRecord.self, from: Data(bytes))
+        guard record.format == StateRecord.currentFormat else {
+            throw StateFileError(description: "unknown format \(record.format)")
+        }
+        return record
+    }
+}

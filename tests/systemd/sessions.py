@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Live WebSocket sessions across restarts, for the end-to-end checks (python3 stdlib only).
+
+  sessions.py soak PORT --clients N --every-ms MS [--during CMD] [--times K] [--gap S]
+      N clients each connect (challenge, connect, hello-ok), then send a `health` request every MS
+      ms. Meanwhile CMD runs K times, S seconds apart. Each client then asks `status` and closes
+      normally. Prints one JSON line: closes, lost and duplicated responses, connId changes, the
+      gateway pids seen, the longest wait for a response. Exit 0 when no client saw a close or a
+      lost, duplicated or unanswered response and the pid changed (when CMD ran).
+  sessions.py stop PORT --clients N --during CMD
+      N connected clients; CMD runs once; each must get the `shutdown` event and close 1012
+      within 12 s. Exit 0 when all did.
+  sessions.py halfframe PORT --during CMD
+      A connected client sends half of a `health` request frame, CMD runs, then it sends the rest:
+      exit 0 when the answer comes, once, and nothing was closed.
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import resource
+import struct
+import sys
+import time
+
+
+class Closed(Exception):
+    pass
+
+
+def frame(opcode, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n <= 0xFFFF:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write(f"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(f"no upgrade: {head[:40]!r}")
+        challenge = await self.read()
+        assert challenge.get("event") == "connect.challenge", challenge
+        self.send({"type": "req", "id": "connect", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "e2e", "version": "1", "platform": "linux", "mode": "cli"}}})
+        hello = await self.read()
+        assert hello.get("ok") is True, hello
+        return hello["payload"]["server"]["connId"]
+
+    def send(self, message):
+        self.writer.write(frame(0x1, json.dumps(message).encode()))
+
+    async def read(self):
+        """The next text frame as JSON; raises Closed(code or 'eof')."""
+        while True:
+            try:
+                b0, b1 = await self.reader.readexactly(2)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                raise Closed("eof")
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+            payload = await self.reader.readexactly(n)
+            opcode = b0 & 0x0F
+            if opcode == 0x8:
+                raise Closed(struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else "no code")
+            if opcode == 0x1:
+                return json.loads(payload)
+
+    async def close(self):
+        try:
+            self.writer.write(frame(0x8, struct.pack("!H", 1000)))
+            await asyncio.wait_for(self.read(), 2)
+        except (Closed, asyncio.TimeoutError, ConnectionError):
+            pass
+        self.writer.close()
+
+
+async def run_commands(command, times, gap):
+    for i in range(times):
+        await asyncio.sleep(gap)
+        proc = await asyncio.create_subprocess_shell(command)
+        if await proc.wait() != 0:
+            raise RuntimeError(f"{command!r} failed")
+
+
+async def soak(args):
+    stats = {"clients": args.clients, "sent": 0, "answered": 0, "lost": 0, "duplicated": 0, "closes": {},
+             "connIdChanged": 0, "pidsBefore": set(), "pidsAfter": set(), "maxWaitMs": 0.0, "errors": {}}
+    stop = asyncio.Event()
+
+    async def one(i):
+        client = Client(args.port)
+        try:
+            conn_id = await client.open()
+            client.send({"type": "req", "id": "status-0", "method": "status"})
+            pending = {}
+            seen = set()
+            n = 0
+
+            async def sender():
+                nonlocal n
+                while not stop.is_set():
+                    n += 1
+                    rid = f"{i}-{n}"
+                    pending[rid] = time.monotonic()
+                    client.send({"type": "req", "id": rid, "method": "health"})
+                    stats["sent"] += 1
+                    await asyncio.sleep(args.every_ms / 1000)
+                client.send({"type": "req", "id": "status-1", "method": "status"})
+
+            send_task = asyncio.create_task(sender())
+            try:
+                while True:
+                    message = await client.read()
+                    rid = message.get("id")
+                    if message.get("type") != "res":
+                        continue
+                    if rid in seen:
+                        stats["duplicated"] += 1
+                        continue
+                    seen.add(rid)
+                    if rid == "status-0":
+                        stats["pidsBefore"].add(message["payload"]["pid"])
+                    elif rid == "status-1":
+                        stats["pidsAfter"].add(message["payload"]["pid"])
+                        if message["payload"]["connId"] != conn_id:
+                            stats["connIdChanged"] += 1
+                        break
+                    elif rid in pending:
+                        stats["answered"] += 1
+                        stats["maxWaitMs"] = max(stats["maxWaitMs"], (time.monotonic() - pending.pop(rid)) * 1000)
+            finally:
+                send_task.cancel()
+            stats["lost"] += len(pending)
+            await client.close()
+        except Closed as closed:
+            stats["closes"][str(closed)] = stats["closes"].get(str(closed), 0) + 1
+        except Exception as e:  # refused, reset, protocol: all count
+            key = f"{type(e).__name__}: {e}"
+            stats["errors"][key] = stats["errors"].get(key, 0) + 1
+
+    tasks = [asyncio.create_task(one(i)) for i in range(args.clients)]
+    await asyncio.sleep(1.0)
+    if args.during:
+        await run_commands(args.during, args.times, args.gap)
+    await asyncio.sleep(1.0)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    stats["pidsBefore"] = sorted(stats["pidsBefore"])
+    stats["pidsAfter"] = sorted(stats["pidsAfter"])
+    stats["maxWaitMs"] = round(stats["maxWaitMs"], 1)
+    print(json.dumps(stats))
+    good = (not stats["closes"] and not stats["errors"] and stats["lost"] == 0 and stats["duplicated"] == 0
+            and stats["connIdChanged"] == 0 and len(stats["pidsAfter"]) == 1 and stats["sent"] > 0
+            and stats["answered"] == stats["sent"])
+    if args.during:
+        good = good and stats["pidsBefore"] != stats["pidsAfter"]
+    return 0 if good else 1
+
+
+async def stop_clients(args):
+    results = {"clients": args.clients, "shutdownEvent": 0, "close1012": 0, "other": {}}
+
+    async def one(client):
+        got_event = False
+        try:
+            while True:
+                message = await client.read()
+                if message.get("event") == "shutdown":
+                    got_event = True
+        except Closed as closed:
+            if got_event:
+                results["shutdownEvent"] += 1
+            if closed.args[0] == 1012:
+                results["close1012"] += 1
+            else:
+                results["other"][str(closed)] = results["other"].get(str(closed), 0) + 1
+
+    clients = [Client(args.port) for _ in range(args.clients)]
+    await asyncio.gather(*(c.open() for c in clients))
+    tasks = [asyncio.create_task(one(c)) for c in clients]
+    started = time.monotonic()
+    await run_commands(args.during, 1, 0)
+    await asyncio.wait_for(asyncio.gather(*tasks), 12)
+    results["seconds"] = round(time.monotonic() - started, 2)
+    print(json.dumps(results))
+    return 0 if results["shutdownEvent"] == results["close1012"] == args.clients else 1
+
+
+async def halfframe(args):
+    client = Client(args.port)
+    await client.open()
+    whole = frame(0x1, json.dumps({"type": "req", "id": "half", "method": "health"}).encode())
+    client.writer.write(whole[:len(whole) // 2])
+    await client.writer.drain()
+    await asyncio.sleep(0.2)
+    await run_commands(args.during, 1, 0)
+    client.writer.write(whole[len(whole) // 2:])
+    answers = []
+    try:
+        while True:
+            message = await asyncio.wait_for(client.read(), 1.5)
+            if message.get("type") == "res":
+                answers.append(message["id"])
+    except asyncio.TimeoutError:
+        pass
+    except Closed as closed:
+        print(json.dumps({"answers": answers, "closed": str(closed)}))
+        return 1
+    print(json.dumps({"answers": answers}))
+    return 0 if answers == ["half"] else 1
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["soak", "stop", "halfframe"])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--every-ms", type=float, default=20)
+    parser.add_argument("--during")
+    parser.add_argument("--times", type=int, default=1)
+    parser.add_argument("--gap", type=float, default=1.0)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    run = {"soak": soak, "stop": stop_clients, "halfframe": halfframe}[args.mode]
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
