@@ -109,6 +109,10 @@ let package = Package(
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
+        .testTarget(
+            name: "GatewayServerTests",
+            dependencies: ["GatewayServer", .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer"]),
     ],
     swiftLanguageModes: [.v6]
 )

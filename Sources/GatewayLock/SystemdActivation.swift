@@ -15,6 +15,11 @@ public enum SystemdActivation: Sendable, Equatable {
     public struct PassedSocket: Sendable, Equatable {
         public let fd: Int32
         public let name: String
+
+        public init(fd: Int32, name: String) {
+            self.fd = fd
+            self.name = name
+        }
     }
 
     /// No `LISTEN_PID`, or one naming another process (or unparsable): the variables are not for

@@ -1,12 +1,14 @@
 #!/bin/bash
 # The end-to-end checks, run INSIDE the booted container (systemd is PID 1) by e2e.sh.
-#   checks.sh DEB UPGRADE_DEB
+#   checks.sh DEB UPGRADE_DEB UPGRADE2_DEB
 # Prints one "ok"/"not ok" line per check and a closing "N passed, N failed".
 set -uo pipefail
 DEB=$1
 UPGRADE_DEB=$2
+UPGRADE2_DEB=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROBE="python3 $HERE/probe.py"
+SESSIONS="python3 $HERE/sessions.py"
 PASSED=0
 FAILED=0
 DUP='GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:18789'
@@ -103,6 +105,35 @@ check "5. dpkg -i of a higher version succeeded ($(dpkg-query -W -f='${Version}'
 check "5. upgrade under load: $(cat /tmp/hammer-upgrade.log)" test $hammer_rc = 0
 check "5. ... the service runs the new binary (restarted)" test "$(prop openclaw-gateway.service MainPID)" != "$pid_before"
 check "5. ... the socket unit was never restarted" test "$(prop openclaw-gateway.socket ActiveEnterTimestampMonotonic)" = "$socket_since"
+
+# 10. live WebSocket sessions cross restarts and upgrades in the fd store, unseen by clients
+restart="systemctl restart openclaw-gateway.service"
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "$restart" --times 5 --gap 1 2>&1); rc=$?
+check "10.1 50 sessions, 5 restarts: no close, none lost or duplicated, same connIds, new pid: $out" test $rc = 0
+check "10.1 ... each restart handed the sessions over (journal)" bash -c \
+  "test \$(journalctl -b -u openclaw-gateway.service -o cat | grep -c '^carried on 50 connection(s) from pid [0-9]* across the restart$') -ge 5"
+check "10.1 ... and the fd store is empty again (NFileDescriptorStore=0)" test "$(prop openclaw-gateway.service NFileDescriptorStore)" = 0
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $UPGRADE2_DEB >/tmp/dpkg-upgrade2.log 2>&1" 2>&1); rc=$?
+check "10.2 50 sessions across dpkg -i of a higher version ($(dpkg-query -W -f='${Version}' openclaw-gateway)): $out" test $rc = 0
+out=$($SESSIONS halfframe 18789 --during "$restart" 2>&1); rc=$?
+check "10.3 half a frame sent before the restart, the rest after: answered once: $out" test $rc = 0
+out=$($SESSIONS soak 18789 --clients 1000 --every-ms 250 --during "$restart" 2>&1); rc=$?
+pause=$(sed -n 's/.*"maxWaitMs": \([0-9.]*\).*/\1/p' <<<"$out")
+echo "# 1,000 sessions handed over: longest wait for a response across the restart: ${pause} ms"
+journalctl -b -u openclaw-gateway.service -o short-monotonic | grep -E 'Stopping|handed 1000|carried on 1000|Started' | tail -4 | sed 's/^/#   /'
+check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} ms (goal < 1000)" bash -c \
+  "test $rc = 0 && awk -v p='$pause' 'BEGIN { exit !(p != \"\" && p < 1000) }'"
+out=$($SESSIONS stop 18789 --clients 20 --during "systemctl stop openclaw-gateway.service 2>/dev/null" 2>&1); rc=$?
+check "10.4 systemctl stop: every client gets the shutdown event and 1012: $out" test $rc = 0
+check "10.4 ... the service stopped and its store is empty" bash -c \
+  "systemctl is-active --quiet openclaw-gateway.service; test \$? != 0 && test \"\$(systemctl show -p NFileDescriptorStore --value openclaw-gateway.service)\" = 0"
+check "10.4 ... and the socket starts it again" $PROBE health 18789
+openclaw-gateway run --port 18900 >/tmp/manual.log 2>&1 &
+manual=$!
+for _ in $(seq 50); do $PROBE health 18900 >/dev/null 2>&1 && break; sleep 0.1; done
+out=$($SESSIONS stop 18900 --clients 5 --during "kill -TERM $manual" 2>&1); rc=$?
+wait $manual
+check "10.6 a manual launch (no systemd, no store): shutdown event and 1012 as before: $out" test $rc = 0
 
 # 6. SIGKILL: the next connection starts it again; nothing left behind
 systemctl kill -s KILL openclaw-gateway.service

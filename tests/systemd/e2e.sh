@@ -51,6 +51,8 @@ dpkg-deb -R "$DEB" "$unpacked"
 version=$(awk '/^Version:/ {print $2}' "$unpacked/DEBIAN/control")
 sed -i "s/^Version: .*/Version: $version+e2e1/" "$unpacked/DEBIAN/control"
 dpkg-deb -b "$unpacked" "$dist/upgrade.deb" >/dev/null
+sed -i "s/^Version: .*/Version: $version+e2e2/" "$unpacked/DEBIAN/control"
+dpkg-deb -b "$unpacked" "$dist/upgrade2.deb" >/dev/null
 rm -rf "$unpacked"
 
 # ---- boot, run the checks, power off
@@ -89,7 +91,7 @@ done
 echo "# container booted: $state"
 
 set +e
-IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb
+IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb /mnt/dist/upgrade2.deb
 rc=$?
 set -e
 if [ $rc != 0 ]; then

@@ -1,0 +1,86 @@
+import GatewayLock
+import GatewayProtocol
+import GatewayServer
+import Logging
+import NIOPosix
+import SystemdNotify
+import Testing
+
+@testable import RestartHandover
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+import Foundation  // JSONSerialization, to read frames the way a client would
+
+@Suite struct RestartHandoverTests {
+    @Test func theStateSurvivesAMemfdRoundTrip() throws {
+        let connection = HandedOverConnection(
+            fd: -1,
+            state: ConnectionState(
+                session: .init(connId: "0123456789abcdef", connected: true, seq: 41),
+                undecoded: [0x81, 0x85, 0, 1, 2], peer: "::1"))
+        let record = StateRecord(pid: 99, connections: [ConnectionRecord(connection)])
+        let fd = try StateFile.write(record)
+        defer { close(fd) }
+        #expect(try StateFile.read(fd) == record)
+        #expect(try StateFile.read(fd).connections[0].state == connection.state)
+    }
+
+    @Test func aFileThatIsNotOurStateIsRefused() throws {
+        let fd = try StateFile.write(StateRecord(format: "something-else/9", pid: 1, connections: []))
+        defer { close(fd) }
+        #expect(throws: StateFileError.self) { try StateFile.read(fd) }
+    }
+
+    @Test func aConnectionThatCannotBeCarriedOnGetsTheShutdownEventAnd1012() throws {
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { close(pair[1]) }
+        GatewayServer.closeHandedOver(
+            fd: pair[0], session: .init(connId: "c1", connected: true, seq: 7), reason: "gateway restarted")
+        let bytes = readAll(pair[1])
+        // text frame: the shutdown event with the next sequence number
+        #expect(bytes[0] == 0x81)
+        let length = Int(bytes[1])
+        let event = try JSONSerialization.jsonObject(with: Data(bytes[2..<(2 + length)])) as? [String: Any]
+        #expect(event?["event"] as? String == "shutdown")
+        #expect(event?["seq"] as? Int == 8)
+        // then close 1012 "service restart"
+        let close = Array(bytes[(2 + length)...])
+        #expect(close.prefix(4) == [0x88, 17, 0x03, 0xF4])
+        #expect(String(decoding: close.dropFirst(4), as: UTF8.self) == "service restart")
+    }
+
+    @Test func storedConnectionsWithoutTheirStateAreClosedCleanly() async throws {
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { close(pair[1]) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = GatewayServer(
+            group: group,
+            configuration: ServerConfiguration(
+                controlPlane: ControlPlaneConfiguration(serverVersion: "0", token: nil),
+                info: ServerInfo(pid: 1, urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0)),
+            logger: Logger(label: "test"))
+        let carried = await RestartHandover.takeBack(
+            [SystemdActivation.PassedSocket(fd: pair[0], name: "conn-abc")], server: server,
+            store: FileDescriptorStore(), logger: Logger(label: "test"))
+        #expect(carried == 0)
+        #expect(readAll(pair[1]).prefix(4) == [0x88, 17, 0x03, 0xF4])
+        #expect(fcntl(pair[0], F_GETFD) == -1)  // ours is closed
+        try await group.shutdownGracefully()
+    }
+
+    /// Everything until EOF (the other side closed).
+    func readAll(_ fd: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return out }
+            out += buffer[..<n]
+        }
+    }
+}
