@@ -56,6 +56,10 @@ public enum RestartHandover {
     /// that cannot go there. Returns how many were stored. Our copies are closed either way.
     @discardableResult
     public static func store(_ connections: [HandedOverConnection], in store: FileDescriptorStore, logger: Logger) -> Int {
+        let started = ContinuousClock.now
+        defer {
+            if !connections.isEmpty { logger.debug("fd store: \(connections.count) connection(s) sent in \(milliseconds(since: started)) ms") }
+        }
         var stored: [HandedOverConnection] = []
         for connection in connections {
             do {
@@ -88,6 +92,7 @@ public enum RestartHandover {
         _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, logger: Logger
     ) async -> Int {
         guard !passed.isEmpty else { return 0 }
+        let started = ContinuousClock.now
         var byName: [String: Int32] = [:]
         var extra: [Int32] = []
         for socket in passed {
@@ -109,24 +114,34 @@ public enum RestartHandover {
         var from = ""
         if let record {
             from = " from pid \(record.pid)"
+            var restorable: [HandedOverConnection] = []
             for entry in record.connections {
                 guard let fd = byName.removeValue(forKey: storeName(entry.connId)) else {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
                     continue
                 }
-                let state = entry.state
                 guard sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
                     logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
                     close(fd)
                     continue
                 }
-                do {
-                    try await server.restore(HandedOverConnection(fd: fd, state: state))
-                    carried += 1
-                } catch {
-                    logger.warning("connection \(entry.connId) cannot be carried on (\(error)); closing it")
-                    GatewayServer.closeHandedOver(fd: fd, session: state.session, reason: "gateway restarted")
+                restorable.append(HandedOverConnection(fd: fd, state: entry.state))
+            }
+            // All at once: each adoption waits on an event loop, and the clients wait for all.
+            carried = await withTaskGroup(of: Bool.self) { group in
+                for connection in restorable {
+                    group.addTask {
+                        do {
+                            try await server.restore(connection)
+                            return true
+                        } catch {
+                            logger.warning("connection \(connection.state.session.connId) cannot be carried on (\(error)); closing it")
+                            GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway restarted")
+                            return false
+                        }
+                    }
                 }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
         }
         for (name, fd) in byName {
@@ -143,11 +158,16 @@ public enum RestartHandover {
         }
         let closed = passed.filter { $0.name.hasPrefix("conn-") }.count - carried
         let closedText = closed > 0 ? "; closed \(closed)" : ""
-        logger.info("carried on \(carried) connection(s)\(from) across the restart\(closedText)")
+        logger.info("carried on \(carried) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")
         return carried
     }
 
     static let stateName = "state"
+
+    public static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        let elapsed = ContinuousClock.now - start
+        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+    }
     static func storeName(_ connId: String) -> String { "conn-\(connId)" }
 }
 

@@ -218,9 +218,11 @@ struct GatewayService: Service {
         logger.info("stopped listening on \(urls)")
         switch decision {
         case .handOver(let limit):
+            let started = ContinuousClock.now
             let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
             let stored = RestartHandover.store(handed, in: store, logger: logger)
-            logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store")
+            let elapsed = RestartHandover.milliseconds(since: started)
+            logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store (\(elapsed) ms)")
         case .closeClients(let reason):
             if server.connectionCount > 0 { logger.info("closing clients: \(reason)") }
         }
