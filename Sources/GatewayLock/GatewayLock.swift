@@ -90,8 +90,9 @@ public enum GatewayLock {
         let named = sockets.filter { $0.name == socketName }
         let selected = named.isEmpty ? sockets : named
         let unselected = sockets.filter { socket in !selected.contains(socket) }
+        // On failure the stored fds stay open: the caller has them (in the activation) and closes
+        // them the way it sees fit (cleanly, for sessions a restart handed over).
         guard !selected.isEmpty else {
-            for socket in stored { close(socket.fd) }
             let names = stored.prefix(3).map(\.name) + (stored.count > 3 ? ["…"] : [])
             throw .bindFailed(on: request.url, reason: "systemd passed no listening socket, only \(stored.count) stored fd(s): \(names.joined(separator: ", "))")
         }
@@ -99,7 +100,6 @@ public enum GatewayLock {
         var listeners: [Listener] = []
         for socket in selected {
             if let problem = PassedSocketCheck.problem(with: socket.fd, name: socket.name) {
-                for socket in stored { close(socket.fd) }
                 throw .bindFailed(on: request.url, reason: problem)
             }
             guard let (address, port) = localAddress(of: socket.fd) else {

@@ -162,6 +162,30 @@ public enum RestartHandover {
         return carried
     }
 
+    /// When the gateway cannot start (a bad flag or config after an upgrade, a listener problem):
+    /// closes the sessions a restart handed over the way a stop would — `shutdown` event and 1012
+    /// — instead of leaving systemd to drop them without a word, and empties the store.
+    public static func closeStored(_ activation: SystemdActivation, store: FileDescriptorStore, reason: String) {
+        guard case .passed(let sockets) = activation else { return }
+        closeStored(sockets.filter { GatewayLock.isStoreName($0.name) }, store: store, reason: reason)
+    }
+
+    public static func closeStored(_ passed: [SystemdActivation.PassedSocket], store: FileDescriptorStore, reason: String) {
+        guard !passed.isEmpty else { return }
+        var sessions: [String: ControlPlaneSession.Snapshot] = [:]
+        if let state = passed.first(where: { $0.name == stateName }), let record = try? StateFile.read(state.fd) {
+            for entry in record.connections { sessions[storeName(entry.connId)] = entry.state.session }
+        }
+        for socket in passed {
+            if socket.name.hasPrefix("conn-") {
+                GatewayServer.closeHandedOver(fd: socket.fd, session: sessions[socket.name], reason: reason)
+            } else {
+                close(socket.fd)
+            }
+        }
+        for name in Set(passed.map(\.name)) { try? store.remove(name: name) }
+    }
+
     static let stateName = "state"
 
     public static func milliseconds(since start: ContinuousClock.Instant) -> Int {

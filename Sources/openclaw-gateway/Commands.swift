@@ -1,4 +1,6 @@
 import ArgumentParser
+import RestartHandover
+import SystemdNotify
 import GatewayConfig
 import GatewayLock
 import Logging
@@ -114,6 +116,7 @@ enum GatewayCommandLine {
         do {
             command = try OpenclawGateway.parseAsRoot(arguments)
         } catch {
+            RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
             OpenclawGateway.exit(withError: error)  // help, version, or a usage error (64)
         }
         guard let run = command as? RunCommand else {
@@ -129,6 +132,7 @@ enum GatewayCommandLine {
         case .success(let prepared):
             return prepared
         case .failure(let failure):
+            RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
             exit(failure.status)
         }
     }

@@ -123,6 +123,16 @@ echo "# 1,000 sessions handed over: longest wait for a response across the resta
 journalctl -b -u openclaw-gateway.service -o short-monotonic | grep -E 'Stopping|handed 1000|carried on 1000|Started' | tail -4 | sed 's/^/#   /'
 check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} ms (goal < 1000)" bash -c \
   "test $rc = 0 && awk -v p='$pause' 'BEGIN { exit !(p != \"\" && p < 1000) }'"
+# a restart into a configuration the new process refuses (78): the sessions it was handed are
+# closed the way a stop closes them, not dropped by systemd without a word
+mkdir -p /run/systemd/system/openclaw-gateway.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/openclaw-gateway run --bind lan\n' >/run/systemd/system/openclaw-gateway.service.d/broken.conf
+systemctl daemon-reload
+out=$($SESSIONS stop 18789 --clients 20 --during "systemctl restart openclaw-gateway.service 2>/dev/null || true" 2>&1); rc=$?
+check "10.7 a restart that fails to start (exit $(prop openclaw-gateway.service ExecMainStatus)): clients get the shutdown event and 1012: $out" test $rc = 0
+rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload; systemctl reset-failed openclaw-gateway.service
+check "10.7 ... and the fd store is empty" test "$(prop openclaw-gateway.service NFileDescriptorStore)" = 0
+check "10.7 ... and the fixed service serves again" $PROBE health 18789
 out=$($SESSIONS stop 18789 --clients 20 --during "systemctl stop openclaw-gateway.service 2>/dev/null" 2>&1); rc=$?
 check "10.4 systemctl stop: every client gets the shutdown event and 1012: $out" test $rc = 0
 check "10.4 ... the service stopped and its store is empty" bash -c \
