@@ -105,6 +105,25 @@ def test_handshake_health_status_ticks_and_shutdown(gateways):
     assert gw.wait() == 0
 
 
+def test_when_systemd_cannot_say_it_is_a_restart_sessions_are_closed_not_stored(gateways):
+    # NOTIFY_SOCKET is set (a service manager listens) but no D-Bus answers whether a restart job
+    # is pending (none runs here): nothing goes into an fd store, the client is closed as always.
+    gw, port = start(gateways)
+
+    async def scenario():
+        ws, _ = await handshake(port)
+        gw.signal(signal.SIGTERM)
+        code, reason, frames = await close_of(ws)
+        return code, [frame(f).get("event") for f in frames]
+
+    code, events = run(scenario())
+    assert code == 1012 and "shutdown" in events
+    assert gw.wait() == 0
+    gw.notify.drain_for(0.2)
+    assert gw.notify.count("FDSTORE=1") == 0
+    assert "closing clients: cannot ask systemd whether this is a restart" in gw.stderr
+
+
 def test_unknown_method_is_invalid_request_and_the_connection_stays(gateways):
     gw, port = start(gateways)
 
