@@ -163,6 +163,8 @@ check "7. instance 18800 serves" $PROBE health 18800
 check "7. instance 18801 serves" $PROBE health 18801
 check "7. ... each with its own state directory" test -d /var/lib/private/openclaw-gateway-18800 -a -d /var/lib/private/openclaw-gateway-18801
 check "7. ... and its own STATUS" bash -c "systemctl show -p StatusText --value openclaw-gateway@18801.service | grep -qF 'ws://127.0.0.1:18801, ws://[::1]:18801 (socket from systemd: openclaw-gateway@18801.socket)'"
+out=$($SESSIONS soak 18800 --clients 5 --every-ms 20 --during "systemctl restart openclaw-gateway@18800.service" 2>&1); rc=$?
+check "7. ... an instance's sessions cross its restart too: $out" test $rc = 0
 systemctl stop openclaw-gateway@18800.socket openclaw-gateway@18801.socket openclaw-gateway@18800.service openclaw-gateway@18801.service
 
 # 9. exposure score (recorded in the README; goal <= 2.0)
