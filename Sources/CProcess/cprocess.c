@@ -1,6 +1,10 @@
 #define _GNU_SOURCE
 #include "cprocess.h"
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -68,5 +72,43 @@ int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *u
         }
     }
     close(fd);
+    return count;
+}
+
+int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max) {
+    char targets[64][40];
+    int lengths[64];
+    if (n_inodes > 64) n_inodes = 64;
+    for (int i = 0; i < n_inodes; i++) lengths[i] = snprintf(targets[i], sizeof(targets[i]), "socket:[%llu]", inodes[i]);
+    int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (proc < 0) return -errno;
+    DIR *all = fdopendir(proc);
+    if (!all) { int e = errno; close(proc); return -e; }
+    int count = 0;
+    struct dirent *process;
+    while ((process = readdir(all)) != NULL && count < max) {
+        const char *name = process->d_name;
+        if (name[0] < '1' || name[0] > '9') continue;
+        char path[64];
+        snprintf(path, sizeof(path), "%s/fd", name);
+        int fds = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fds < 0) continue; /* gone, or not ours to inspect */
+        DIR *dir = fdopendir(fds);
+        if (!dir) { close(fds); continue; }
+        struct dirent *entry;
+        int found = 0;
+        while (!found && (entry = readdir(dir)) != NULL) {
+            if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+            char link[64];
+            ssize_t n = readlinkat(fds, entry->d_name, link, sizeof(link));
+            if (n < 8 || memcmp(link, "socket:[", 8) != 0) continue;
+            for (int i = 0; i < n_inodes; i++) {
+                if (n == lengths[i] && memcmp(link, targets[i], (size_t)n) == 0) { found = 1; break; }
+            }
+        }
+        closedir(dir);
+        if (found) pids[count++] = atoi(name);
+    }
+    closedir(all);
     return count;
 }

@@ -89,34 +89,17 @@ public enum PortHolder {
 
     /// Processes with an fd on one of `inodes`, in pid order; unreadable processes are skipped.
     static func processes(holding inodes: Set<UInt64>) -> [Process] {
-        let targets = Set(inodes.map { "socket:[\($0)]" })
-        var result: [Process] = []
-        for pid in numericEntries(of: "/proc") {
-            let fdDirectory = "/proc/\(pid)/fd"
-            let holds = numericEntries(of: fdDirectory).contains { fd in
-                readLink("\(fdDirectory)/\(fd)").map(targets.contains) ?? false
-            }
-            guard holds else { continue }
+        let wanted = Array(inodes.prefix(64))
+        var pids = [Int32](repeating: 0, count: 64)
+        let n = openclaw_socket_holders(wanted, Int32(wanted.count), &pids, Int32(pids.count))
+        guard n > 0 else { return [] }
+        return pids[0..<Int(n)].sorted().map { pid in
             let name = readSmallFile("/proc/\(pid)/comm").map { String($0.prefix { $0 != "\n" }) } ?? "?"
-            result.append(Process(pid: Int32(pid), name: name, executable: readLink("/proc/\(pid)/exe")))
+            return Process(pid: pid, name: name, executable: readLink("/proc/\(pid)/exe"))
         }
-        return result.sorted { $0.pid < $1.pid }
     }
 
     // MARK: - small file system helpers (no Foundation: this runs on the error path of start-up)
-
-    static func numericEntries(of directory: String) -> [Int] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var entries: [Int] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if let number = Int(name) { entries.append(number) }
-        }
-        return entries
-    }
 
     static func readLink(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)

@@ -12,6 +12,11 @@ int openclaw_pidfd_open(pid_t pid);
 /// /proc/net/tcp, the kernel only walks the listening sockets: fast even with 100k connections.
 int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *uids, int max);
 
+/// The processes with an fd on one of the sockets `inodes` (n_inodes of them): their pids, at most
+/// `max`, in /proc order. Processes this user cannot inspect are skipped. One readlinkat(2) per
+/// fd and a byte compare: this runs on the error path of a refused start, which is timed.
+int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file (-1 + errno on failure). Glibc declares it
 /// only under _GNU_SOURCE, which Swift's Glibc module does not set.
 int openclaw_memfd_create(const char *name);
