@@ -55,7 +55,9 @@ public enum RestartHandover {
     /// Puts handed-over connections and their state into the store; closes (cleanly) each one
     /// that cannot go there. Returns how many were stored. Our copies are closed either way.
     @discardableResult
-    public static func store(_ connections: [HandedOverConnection], in store: FileDescriptorStore, logger: Logger) -> Int {
+    public static func store(
+        _ connections: [HandedOverConnection], in store: FileDescriptorStore, token: String?, logger: Logger
+    ) -> Int {
         let started = ContinuousClock.now
         defer {
             if !connections.isEmpty { logger.debug("fd store: \(connections.count) connection(s) sent in \(milliseconds(since: started)) ms") }
@@ -71,7 +73,9 @@ public enum RestartHandover {
             }
         }
         guard !stored.isEmpty else { return 0 }
-        let record = StateRecord(pid: Int(getpid()), connections: stored.map(ConnectionRecord.init))
+        let record = StateRecord(
+            pid: Int(getpid()), protocolVersion: GatewayProtocol.Protocol.version,
+            tokenDigest: token.map(Self.digest), connections: stored.map(ConnectionRecord.init))
         do {
             let fd = try StateFile.write(record)
             defer { close(fd) }
@@ -89,7 +93,8 @@ public enum RestartHandover {
     /// really is disconnected. Returns how many sessions were carried on.
     @discardableResult
     public static func takeBack(
-        _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, logger: Logger
+        _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, token: String?,
+        logger: Logger
     ) async -> Int {
         guard !passed.isEmpty else { return 0 }
         let started = ContinuousClock.now
@@ -123,6 +128,11 @@ public enum RestartHandover {
                 guard sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
                     logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
                     close(fd)
+                    continue
+                }
+                if let reason = refusal(of: entry, in: record, token: token) {
+                    logger.notice("connection \(entry.connId) is not carried on: \(reason)")
+                    GatewayServer.closeHandedOver(fd: fd, session: entry.state.session, reason: reason)
                     continue
                 }
                 restorable.append(HandedOverConnection(fd: fd, state: entry.state))
@@ -188,6 +198,33 @@ public enum RestartHandover {
 
     static let stateName = "state"
 
+    /// Why a stored session must not carry on in this process, if it must not: it speaks another
+    /// protocol, or it authenticated under a token setting this process does not have (a token
+    /// added or changed across the restart). Such a client is closed and reconnects afresh.
+    static func refusal(of entry: ConnectionRecord, in record: StateRecord, token: String?) -> String? {
+        guard entry.connected else { return nil }  // it will authenticate here
+        if record.protocolVersion != GatewayProtocol.Protocol.version {
+            return "it speaks protocol \(record.protocolVersion)"
+        }
+        guard let token else { return nil }  // no auth needed now
+        guard let digest = record.tokenDigest, ControlPlaneSession.constantTimeEquals(digest, Self.digest(token)) else {
+            return "gateway token changed"
+        }
+        return nil
+    }
+
+    /// Tells whether the token changed across a restart without putting the token itself into the
+    /// store: FNV-1a (64 bit) over a fixed salt and the token. Not a secret-keeping hash; the memfd is
+    /// readable only by root and the service, which have the configuration anyway.
+    static func digest(_ token: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Array("openclaw-gateway-handover/1:".utf8) + Array(token.utf8) {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01B3
+        }
+        return String(hash, radix: 16)
+    }
+
     public static func milliseconds(since start: ContinuousClock.Instant) -> Int {
         let elapsed = ContinuousClock.now - start
         return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
@@ -200,6 +237,11 @@ struct StateRecord: Codable, Equatable {
     static let currentFormat = "openclaw-gateway-handover/1"
     var format = StateRecord.currentFormat
     var pid: Int
+    /// The protocol the sessions spoke (hello-ok's `protocol`).
+    var protocolVersion: Int = GatewayProtocol.Protocol.version
+    /// ``RestartHandover/digest(_:)`` of the token the connected sessions authenticated with; nil
+    /// when no token was required (authMode "none").
+    var tokenDigest: String?
     var connections: [ConnectionRecord]
 }
 

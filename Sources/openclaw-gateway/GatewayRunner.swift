@@ -207,7 +207,8 @@ struct GatewayService: Service {
         let urls = acquired.urls.joined(separator: ", ")
         let store = FileDescriptorStore()
         // Sessions a restart handed over come back in the fd store; carried on before READY=1.
-        await RestartHandover.takeBack(acquired.stored, server: server, store: store, logger: logger)
+        await RestartHandover.takeBack(
+            acquired.stored, server: server, store: store, token: configuration.token, logger: logger)
         logger.info("listening on \(urls) (\(origin))")
         notifier.ready(status: "Listening on \(urls) (\(origin))")
 
@@ -221,7 +222,7 @@ struct GatewayService: Service {
         case .handOver(let limit):
             let started = ContinuousClock.now
             let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
-            let stored = RestartHandover.store(handed, in: store, logger: logger)
+            let stored = RestartHandover.store(handed, in: store, token: configuration.token, logger: logger)
             let elapsed = RestartHandover.milliseconds(since: started)
             logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store (\(elapsed) ms)")
         case .closeClients(let reason):

@@ -133,6 +133,13 @@ check "10.7 a restart that fails to start (exit $(prop openclaw-gateway.service 
 rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload; systemctl reset-failed openclaw-gateway.service
 check "10.7 ... and the fd store is empty" test "$(prop openclaw-gateway.service NFileDescriptorStore)" = 0
 check "10.7 ... and the fixed service serves again" $PROBE health 18789
+# a token added across the restart: sessions that connected without one must not carry on
+mkdir -p /run/systemd/system/openclaw-gateway.service.d
+printf '[Service]\nEnvironment=OPENCLAW_GATEWAY_TOKEN=e2e-token\n' >/run/systemd/system/openclaw-gateway.service.d/token.conf
+systemctl daemon-reload
+out=$($SESSIONS stop 18789 --clients 5 --during "systemctl restart openclaw-gateway.service" 2>&1); rc=$?
+check "10.8 a token added across a restart: unauthenticated sessions are closed (shutdown event, 1012), not carried on: $out" test $rc = 0
+rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload; systemctl restart openclaw-gateway.service
 out=$($SESSIONS stop 18789 --clients 20 --during "systemctl stop openclaw-gateway.service 2>/dev/null" 2>&1); rc=$?
 check "10.4 systemctl stop: every client gets the shutdown event and 1012: $out" test $rc = 0
 check "10.4 ... the service stopped and its store is empty" bash -c \
