@@ -14,12 +14,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
-        // libsystemd's sd-daemon API (socket activation, sd_notify, watchdog).
-        .systemLibrary(
-            name: "CSystemd",
-            pkgConfig: "libsystemd",
-            providers: [.apt(["libsystemd-dev"])]
-        ),
+        // libsystemd (sd-daemon: socket activation, sd_notify, the watchdog and fd store; sd-bus:
+        // our unit's pending job), loaded with dlopen when first needed: a process systemd does
+        // not run never maps it. The headers come from libsystemd-dev.
+        .target(name: "CSystemd"),
         // The lock: where the listening sockets come from (systemd or our own bind), and the one
         // error type for a port that cannot be had. Knows nothing about HTTP or WebSockets.
         .target(
@@ -38,15 +36,12 @@ let package = Package(
             name: "GatewayConfig",
             dependencies: ["GatewayLock"]
         ),
-        // sd-bus's variadic calls, wrapped in C: what PID 1 says about our unit (pending job, fd store).
-        .target(name: "CServiceManager", dependencies: ["CSystemd"]),
         // Talking to the service manager: sd_notify READY/STATUS/STOPPING, the watchdog, the fd
         // store (FDSTORE=1 / FDSTOREREMOVE=1) and the pending job of our unit (restart or stop).
         .target(
             name: "SystemdNotify",
             dependencies: [
                 "CSystemd",
-                "CServiceManager",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -64,7 +64,7 @@ public enum SystemdActivation: Sendable, Equatable {
             unsetListenEnvironment()
             return .invalid(reason: "LISTEN_FDS=\(fdsText) is more sockets than a process can hold")
         }
-        let first = SD_LISTEN_FDS_START
+        let first = OPENCLAW_SD_LISTEN_FDS_START
         for fd in first..<(first + count) where fcntl(fd, F_GETFD) < 0 {
             unsetListenEnvironment()
             return .invalid(reason: "LISTEN_FDS=\(count) but fd \(fd) is not open")
@@ -79,7 +79,7 @@ public enum SystemdActivation: Sendable, Equatable {
         }
 
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
-        let n = sd_listen_fds_with_names(1, &names)
+        let n = openclaw_sd_listen_fds_with_names(1, &names)
         defer {
             if let names {
                 for i in 0..<Int(max(n, 0)) { free(names[i]) }
@@ -87,7 +87,8 @@ public enum SystemdActivation: Sendable, Equatable {
             }
         }
         guard n > 0 else {
-            let why = n < 0 ? errnoText(-n) : "no sockets"
+            let why = n == -ENOSYS ? openclaw_libsystemd_error().map { String(cString: $0) } ?? errnoText(-n)
+                : n < 0 ? errnoText(-n) : "no sockets"
             return .invalid(reason: "systemd's LISTEN_FDS=\(fdsText) could not be read: \(why)")
         }
         var sockets: [PassedSocket] = []

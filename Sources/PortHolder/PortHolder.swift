@@ -47,7 +47,7 @@ public enum PortHolder {
     public static func lookup(port: Int) -> Lookup {
         let sockets = listeningSockets(port: port)
         guard !sockets.isEmpty else { return .free }
-        let holders = processes(holding: Set(sockets.map(\.inode)))
+        let holders = processes(holding: sockets.map(\.inode))
         if holders.isEmpty { return .hidden(uid: sockets.first?.uid) }
         return .held(holders)
     }
@@ -88,7 +88,7 @@ public enum PortHolder {
     }
 
     /// Processes with an fd on one of `inodes`, in pid order; unreadable processes are skipped.
-    static func processes(holding inodes: Set<UInt64>) -> [Process] {
+    static func processes(holding inodes: [UInt64]) -> [Process] {
         let wanted = Array(inodes.prefix(64))
         var pids = [Int32](repeating: 0, count: 64)
         let n = openclaw_socket_holders(wanted, Int32(wanted.count), &pids, Int32(pids.count))

@@ -125,7 +125,7 @@ public enum RestartHandover {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
                     continue
                 }
-                guard sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
+                guard openclaw_sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
                     logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
                     close(fd)
                     continue

@@ -1,4 +1,3 @@
-import CServiceManager
 import CSystemd
 
 #if canImport(Glibc)
@@ -46,7 +45,7 @@ public struct ServiceManagerError: Error, Sendable, CustomStringConvertible {
     public let description: String
 }
 
-/// The service's file descriptor store (FileDescriptorStoreMax=, sd_pid_notify_with_fds(3)): fds
+/// The service's file descriptor store (FileDescriptorStoreMax=, openclaw_sd_pid_notify_with_fds(3)): fds
 /// systemd keeps while the service restarts and passes to the next process in LISTEN_FDS, named.
 public struct FileDescriptorStore: Sendable {
     public init() {}
@@ -58,7 +57,7 @@ public struct FileDescriptorStore: Sendable {
     /// caller still owns and closes `fd`. Throws with the reason when the message cannot be sent.
     public func store(_ fd: Int32, name: String) throws(ServiceManagerError) {
         var descriptor = fd
-        let rc = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &descriptor, 1)
+        let rc = openclaw_sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &descriptor, 1)
         if rc <= 0 {
             let why = rc == 0 ? "NOTIFY_SOCKET is not set" : String(cString: strerror(-rc))
             throw ServiceManagerError(description: "cannot store fd \(fd) (\(name)): \(why)")
@@ -67,7 +66,7 @@ public struct FileDescriptorStore: Sendable {
 
     /// Drops every stored fd called `name` (FDSTOREREMOVE=1): systemd closes its copies.
     public func remove(name: String) throws(ServiceManagerError) {
-        let rc = sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=\(name)")
+        let rc = openclaw_sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=\(name)")
         if rc < 0 {
             throw ServiceManagerError(description: "cannot remove \(name) from the fd store: \(String(cString: strerror(-rc)))")
         }

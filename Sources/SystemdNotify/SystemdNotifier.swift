@@ -6,7 +6,7 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// Tells the service manager how the gateway is doing (sd_notify(3)): READY=1 with a STATUS once
+/// Tells the service manager how the gateway is doing (openclaw_sd_notify(3)): READY=1 with a STATUS once
 /// every listener serves, STOPPING=1 when shutdown begins, WATCHDOG=1 while it lives.
 ///
 /// Without NOTIFY_SOCKET every call is a no-op; an unreachable socket is ignored (logged at debug),
@@ -25,7 +25,7 @@ public struct SystemdNotifier: Sendable {
     /// Sends one sd_notify message (sd_notifyf is variadic and cannot be called from Swift, so the
     /// text is built here).
     public func send(_ message: String) {
-        let rc = sd_notify(0, message)
+        let rc = openclaw_sd_notify(0, message)
         if rc < 0 {
             logger.debug("sd_notify failed: \(String(cString: strerror(-rc)))")
         }
@@ -35,7 +35,7 @@ public struct SystemdNotifier: Sendable {
     /// when WATCHDOG_PID names another process.
     public func watchdogInterval() -> UInt64? {
         var usec: UInt64 = 0
-        return sd_watchdog_enabled(0, &usec) > 0 && usec > 0 ? usec : nil
+        return openclaw_sd_watchdog_enabled(0, &usec) > 0 && usec > 0 ? usec : nil
     }
 }
 
