@@ -2,6 +2,8 @@
 
 import json
 import os
+import socket
+import subprocess
 
 import pytest
 
@@ -110,3 +112,38 @@ def test_lan_with_a_token_listens_on_every_address(gateways):
 def test_a_bind_that_is_not_an_address_is_a_usage_error(gateways):
     gw = gateways(["--bind", "example.com"], notify=False)
     assert gw.wait() == 64
+
+
+def _outcome(argv, env):
+    proc = subprocess.run([BIN, *argv], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+    return proc.returncode, proc.stderr.decode()
+
+
+def test_the_early_lock_refuses_and_fails_exactly_like_the_full_parse(tmp_path):
+    # A plain `run` whose only flags are the lock's own takes the lock before ArgumentParser runs
+    # (a duplicate is refused faster). Adding `--log-level info` changes nothing a user sees but
+    # sends the same command line through ArgumentParser first: both must end the same way, for
+    # every command line, the port held or not reachable.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(8)
+        port = str(holder.getsockname()[1])
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8",
+               "OPENCLAW_GATEWAY_PORT": port}  # every default resolves to the held port: nothing starts
+        corpus = [
+            [], ["run"], ["--port", port], [f"--port={port}"], ["run", "--port", port], ["--dev"],
+            ["--port", port, "--dev"], ["--profile", "work"], ["--profile=work", "--port", port],
+            ["--bind", "loopback"], ["--bind", "lan"], ["--bind", "lan", "--token", "t"], ["--token", "t"],
+            ["--bind", "127.0.0.1"], ["--bind", "not-an-address"], ["--port", "abc"], ["--port", "70000"],
+            ["--port", "0"], ["--port="], ["--port"], ["--profile", "bad/name"], ["--dev", "--profile", "x"],
+            ["--port", port, "--port", port], ["--dev=true"], ["--port", "-1"], ["run", "run"],
+        ]
+        for argv in corpus:
+            early = _outcome(argv, env)
+            full = _outcome([*argv, "--log-level", "info"] if argv[-1:] != ["--port"] else argv, env)
+            assert early[0] in (64, 78), (argv, early)  # nothing may start on a held port
+            assert early == full, (argv, early, full)
+        # and the refusal itself, through the early path
+        rc, err = _outcome(["--port", port], env)
+        assert rc == 78
+        assert err.splitlines()[0] == f"GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:{port}"

@@ -75,40 +75,88 @@ int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *u
     return count;
 }
 
+/* The entries of an open directory, through getdents64(2) straight into `buffer` (no DIR, so no
+ * fstat and fcntl per directory). Calls `each` with every name; stops when it returns nonzero.
+ * Returns that value, 0 at the end, or -errno. */
+static int each_entry(int dir, char *buffer, size_t size, int (*each)(const char *, void *), void *context) {
+    for (;;) {
+        ssize_t n = getdents64(dir, buffer, size);
+        if (n < 0) return -errno;
+        if (n == 0) return 0;
+        for (ssize_t offset = 0; offset < n;) {
+            struct dirent64 *entry = (struct dirent64 *)(buffer + offset);
+            offset += entry->d_reclen;
+            int r = each(entry->d_name, context);
+            if (r) return r;
+        }
+        /* procfs fills the buffer while entries remain: one that left room for several more was
+         * the whole directory, and the call that would return 0 can be spared. */
+        if ((size_t)n + 1024 <= size) return 0;
+    }
+}
+
+struct fd_scan {
+    int fds;
+    const char (*targets)[40];
+    const int *lengths;
+    int n_targets;
+};
+
+/* 1: this fd is one of the sockets; 2: this process cannot be inspected (stop); 0: go on. */
+static int check_fd(const char *name, void *context) {
+    struct fd_scan *scan = context;
+    if (name[0] < '0' || name[0] > '9') return 0;
+    char link[64];
+    ssize_t n = readlinkat(scan->fds, name, link, sizeof(link));
+    if (n < 0) return errno == EACCES || errno == EPERM ? 2 : 0;
+    if (n < 8 || memcmp(link, "socket:[", 8) != 0) return 0;
+    for (int i = 0; i < scan->n_targets; i++) {
+        if (n == scan->lengths[i] && memcmp(link, scan->targets[i], (size_t)n) == 0) return 1;
+    }
+    return 0;
+}
+
+struct process_scan {
+    int proc;
+    struct fd_scan fd;
+    int *pids;
+    int max;
+    int count;
+    char buffer[16384];
+};
+
+static int check_process(const char *name, void *context) {
+    struct process_scan *scan = context;
+    if (name[0] < '1' || name[0] > '9') return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "%s/fd", name);
+    int fds = openat(scan->proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fds < 0) return 0; /* gone, or not ours to inspect */
+    scan->fd.fds = fds;
+    char entries[16384];
+    int r = each_entry(fds, entries, sizeof(entries), check_fd, &scan->fd);
+    close(fds);
+    if (r == 1) scan->pids[scan->count++] = atoi(name);
+    return scan->count >= scan->max;
+}
+
 int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max) {
     char targets[64][40];
     int lengths[64];
     if (n_inodes > 64) n_inodes = 64;
     for (int i = 0; i < n_inodes; i++) lengths[i] = snprintf(targets[i], sizeof(targets[i]), "socket:[%llu]", inodes[i]);
-    int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (proc < 0) return -errno;
-    DIR *all = fdopendir(proc);
-    if (!all) { int e = errno; close(proc); return -e; }
-    int count = 0;
-    struct dirent *process;
-    while ((process = readdir(all)) != NULL && count < max) {
-        const char *name = process->d_name;
-        if (name[0] < '1' || name[0] > '9') continue;
-        char path[64];
-        snprintf(path, sizeof(path), "%s/fd", name);
-        int fds = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fds < 0) continue; /* gone, or not ours to inspect */
-        DIR *dir = fdopendir(fds);
-        if (!dir) { close(fds); continue; }
-        struct dirent *entry;
-        int found = 0;
-        while (!found && (entry = readdir(dir)) != NULL) {
-            if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-            char link[64];
-            ssize_t n = readlinkat(fds, entry->d_name, link, sizeof(link));
-            if (n < 8 || memcmp(link, "socket:[", 8) != 0) continue;
-            for (int i = 0; i < n_inodes; i++) {
-                if (n == lengths[i] && memcmp(link, targets[i], (size_t)n) == 0) { found = 1; break; }
-            }
-        }
-        closedir(dir);
-        if (found) pids[count++] = atoi(name);
-    }
-    closedir(all);
-    return count;
+    struct process_scan *scan = calloc(1, sizeof(*scan));
+    if (!scan) return -ENOMEM;
+    scan->proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (scan->proc < 0) { int e = errno; free(scan); return -e; }
+    scan->fd.targets = (const char (*)[40])targets;
+    scan->fd.lengths = lengths;
+    scan->fd.n_targets = n_inodes;
+    scan->pids = pids;
+    scan->max = max;
+    int r = each_entry(scan->proc, scan->buffer, sizeof(scan->buffer), check_process, scan);
+    close(scan->proc);
+    int count = scan->count;
+    free(scan);
+    return r < 0 ? r : count;
 }

@@ -109,9 +109,56 @@ enum GatewayVersion {
 }
 
 enum GatewayCommandLine {
+    /// The flags the lock depends on (--port, --profile, --dev, --bind, --token, as `--name value`
+    /// or `--name=value`, after an optional `run`) when the command line has nothing else; nil for
+    /// anything else — another command, --help, --force, any other option, a repeated flag, a
+    /// missing value or one that looks like an option — which ArgumentParser parses first, as
+    /// always. Whatever is read here is parsed again by ArgumentParser before the gateway goes on,
+    /// and the early lock is kept only when both agree: this decides how fast a duplicate is
+    /// refused, never what the gateway does.
+    static func lockFlags(_ arguments: [String]) -> CommandLineOptions? {
+        var rest = arguments[...]
+        if rest.first == "run" { rest = rest.dropFirst() }
+        var options = CommandLineOptions()
+        var seen: [String] = []
+        while let argument = rest.popFirst() {
+            guard argument.hasPrefix("--") else { return nil }
+            var name = argument
+            var value: String?
+            if let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                value = String(argument[argument.index(after: equals)...])
+            }
+            guard !seen.contains(name) else { return nil }
+            seen.append(name)
+            if name == "--dev" {
+                guard value == nil else { return nil }
+                options.dev = true
+                continue
+            }
+            if value == nil { value = rest.popFirst() }
+            guard let value, !value.isEmpty, !value.hasPrefix("-") else { return nil }
+            switch name {
+            case "--port": options.port = value
+            case "--profile": options.profile = value
+            case "--bind": options.bind = value
+            case "--token": options.token = value
+            default: return nil
+            }
+        }
+        return options
+    }
+
     /// Parses the command line and does everything that must happen on the main thread before any
     /// other thread exists; exits on a usage, configuration or lock error.
     static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
+        // The lock first when the command line is only the lock's own flags: a duplicate is
+        // refused before ArgumentParser runs (its parse alone takes longer than a minimal
+        // bind-and-exit). ArgumentParser still parses everything right after.
+        var early: GatewayRunner.EarlyLock?
+        if case .notForUs = activation, let options = lockFlags(arguments) {
+            early = GatewayRunner.lockEarly(options, activation: activation)
+        }
         let command: ParsableCommand
         do {
             command = try OpenclawGateway.parseAsRoot(arguments)
@@ -128,7 +175,7 @@ enum GatewayCommandLine {
                 OpenclawGateway.exit(withError: error)
             }
         }
-        switch GatewayRunner.prepare(run, activation: activation) {
+        switch GatewayRunner.prepare(run, activation: activation, early: early) {
         case .success(let prepared):
             return prepared
         case .failure(let failure):

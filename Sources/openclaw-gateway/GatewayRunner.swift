@@ -22,31 +22,62 @@ struct StartFailure: Error {
 /// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order. The
 /// first two happen in ``GatewayRunner/prepare(_:activation:)`` on the main thread alone.
 enum GatewayRunner {
-    static func prepare(_ command: RunCommand, activation: SystemdActivation) -> Result<PreparedGateway, StartFailure> {
+    /// The lock taken before the full command-line parse (see ``lockEarly(_:activation:)``).
+    struct EarlyLock {
+        let options: CommandLineOptions
+        let configuration: GatewayConfiguration
+        let acquired: GatewayLock.Acquired
+    }
+
+    /// Configuration and lock for a plain `run` whose only flags are the lock's own (read by
+    /// ``GatewayCommandLine/lockFlags(_:)``), ahead of ArgumentParser. A duplicate is refused
+    /// here, exactly as ``prepare(_:activation:early:)`` would refuse it. Anything else — a
+    /// configuration error, another bind failure — returns nil and is reported by the full path.
+    static func lockEarly(_ options: CommandLineOptions, activation: SystemdActivation) -> EarlyLock? {
         let environment = processEnvironment()
-        let level = command.logLevel.flatMap(Logger.Level.init(rawValue:))
-            ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        GatewayLogHandler.bootstrap(level: level, environment: environment)
+        bootstrapLogging(flag: nil, environment: environment)
+        guard let configuration = try? GatewayConfiguration.resolve(options, environment: environment) else { return nil }
+        let logger = Logger(label: "openclaw-gateway")
+        do {
+            let acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
+            return EarlyLock(options: options, configuration: configuration, acquired: acquired)
+        } catch where error.kind == .alreadyListening {
+            reportConflict(error, port: configuration.port, forceRefused: false)
+            exit(GatewayLockError.exitStatus)
+        } catch {
+            return nil
+        }
+    }
+
+    static func prepare(_ command: RunCommand, activation: SystemdActivation, early: EarlyLock? = nil) -> Result<PreparedGateway, StartFailure> {
+        let environment = processEnvironment()
+        bootstrapLogging(flag: command.logLevel, environment: environment)
         let logger = Logger(label: "openclaw-gateway")
 
-        // 1. Configuration: cheap, and every mistake is reported before the port is touched.
         let configuration: GatewayConfiguration
-        do {
-            configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
-        } catch {
-            printError("openclaw-gateway: \(error.message)")
-            return .failure(StartFailure(status: error.exitStatus))
+        let acquired: GatewayLock.Acquired
+        if let early, early.options == command.options, !command.force {
+            // The same flags ArgumentParser just read: the early lock stands.
+            configuration = early.configuration
+            acquired = early.acquired
+        } else {
+            for listener in early?.acquired.listeners ?? [] { close(listener.fd) }
+            // 1. Configuration: cheap, and every mistake is reported before the port is touched.
+            do {
+                configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
+            } catch {
+                printError("openclaw-gateway: \(error.message)")
+                return .failure(StartFailure(status: error.exitStatus))
+            }
+            // 2. The lock: the listener, from systemd or bound here.
+            do {
+                acquired = try acquireLock(configuration, activation: activation, force: command.force, logger: logger)
+            } catch {
+                return .failure(StartFailure(status: GatewayLockError.exitStatus))
+            }
         }
         if configuration.configFileLoaded {
             logger.debug("read config \(configuration.configFile)")
-        }
-
-        // 2. The lock: the listener, from systemd or bound here.
-        let acquired: GatewayLock.Acquired
-        do {
-            acquired = try acquireLock(configuration, activation: activation, force: command.force, logger: logger)
-        } catch {
-            return .failure(StartFailure(status: GatewayLockError.exitStatus))
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
         var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, token: configuration.token)
@@ -89,15 +120,27 @@ enum GatewayRunner {
                     forceRefused = true
                 }
             }
-            printError(error.description)
-            for line in ConflictHints.lines(port: request.port, lookup: PortHolder.lookup(port: request.port), forceRefused: forceRefused) {
-                printError(line)
-            }
+            reportConflict(error, port: request.port, forceRefused: forceRefused)
             throw error
         } catch {
             printError(error.description)
             throw error
         }
+    }
+
+    /// The contract's error line, then the hints that name the holder.
+    private static func reportConflict(_ error: GatewayLockError, port: Int, forceRefused: Bool) {
+        printError(error.description)
+        for line in ConflictHints.lines(port: port, lookup: PortHolder.lookup(port: port), forceRefused: forceRefused) {
+            printError(line)
+        }
+    }
+
+    /// Logging, once: the level from --log-level, else OPENCLAW_LOG_LEVEL, else info.
+    private static func bootstrapLogging(flag: String?, environment: [String: String]) {
+        let level = flag.flatMap(Logger.Level.init(rawValue:))
+            ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        GatewayLogHandler.bootstrap(level: level, environment: environment)
     }
 
     /// A passed socket wins over --port / OPENCLAW_GATEWAY_PORT; say so when they differ.

@@ -17,7 +17,13 @@ struct GatewayLogHandler: LogHandler {
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
 
+    /// Main thread only, before any other thread exists (as everything in `prepare`).
+    nonisolated(unsafe) private static var bootstrapped = false
+
+    /// Installs the handler; later calls change nothing (the early lock path may have done it).
     static func bootstrap(level: Logger.Level, environment: [String: String]) {
+        guard !bootstrapped else { return }
+        bootstrapped = true
         let format: Format = isJournal(environment["JOURNAL_STREAM"]) ? .journal : .terminal
         LoggingSystem.bootstrap { _ in GatewayLogHandler(format: format, logLevel: level) }
     }
