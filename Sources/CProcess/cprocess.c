@@ -116,47 +116,60 @@ static int check_fd(const char *name, void *context) {
     return 0;
 }
 
-struct process_scan {
-    int proc;
-    struct fd_scan fd;
-    int *pids;
-    int max;
-    int count;
-    char buffer[16384];
-};
-
-static int check_process(const char *name, void *context) {
-    struct process_scan *scan = context;
+/* The pids in /proc, as they come (ascending). */
+static int collect_pid(const char *name, void *context) {
+    int **cursor = context;
     if (name[0] < '1' || name[0] > '9') return 0;
-    char path[64];
-    snprintf(path, sizeof(path), "%s/fd", name);
-    int fds = openat(scan->proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fds < 0) return 0; /* gone, or not ours to inspect */
-    scan->fd.fds = fds;
-    char entries[16384];
-    int r = each_entry(fds, entries, sizeof(entries), check_fd, &scan->fd);
-    close(fds);
-    if (r == 1) scan->pids[scan->count++] = atoi(name);
-    return scan->count >= scan->max;
+    if ((*cursor)[0] >= (*cursor)[1]) return 1; /* full */
+    (*cursor)[2 + (*cursor)[0]++] = atoi(name);
+    return 0;
 }
 
-int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max) {
+/* Whether process `pid` has an fd on one of the sockets: 1 yes, 0 no (or not inspectable). */
+static int holds(int proc, int pid, struct fd_scan *scan, char *buffer, size_t size) {
+    char path[32];
+    snprintf(path, sizeof(path), "%d/fd", pid);
+    int fds = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fds < 0) return 0; /* gone, or not ours to inspect */
+    scan->fds = fds;
+    int r = each_entry(fds, buffer, size, check_fd, scan);
+    close(fds);
+    return r == 1;
+}
+
+int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max, int first_only) {
     char targets[64][40];
     int lengths[64];
     if (n_inodes > 64) n_inodes = 64;
     for (int i = 0; i < n_inodes; i++) lengths[i] = snprintf(targets[i], sizeof(targets[i]), "socket:[%llu]", inodes[i]);
-    struct process_scan *scan = calloc(1, sizeof(*scan));
-    if (!scan) return -ENOMEM;
-    scan->proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (scan->proc < 0) { int e = errno; free(scan); return -e; }
-    scan->fd.targets = (const char (*)[40])targets;
-    scan->fd.lengths = lengths;
-    scan->fd.n_targets = n_inodes;
-    scan->pids = pids;
-    scan->max = max;
-    int r = each_entry(scan->proc, scan->buffer, sizeof(scan->buffer), check_process, scan);
-    close(scan->proc);
-    int count = scan->count;
-    free(scan);
+    struct fd_scan scan = { .fds = -1, .targets = (const char (*)[40])targets, .lengths = lengths, .n_targets = n_inodes };
+    enum { MAX_PIDS = 1 << 16 };
+    int *all = malloc(sizeof(int) * (MAX_PIDS + 2));
+    char *buffer = malloc(32768);
+    if (!all || !buffer) { free(all); free(buffer); return -ENOMEM; }
+    all[0] = 0;
+    all[1] = MAX_PIDS;
+    int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (proc < 0) { int e = errno; free(all); free(buffer); return -e; }
+    int *cursor = all;
+    int r = each_entry(proc, buffer, 32768, collect_pid, &cursor);
+    int count = 0;
+    if (r >= 0 && !first_only) {
+        for (int i = 0; i < all[0] && count < max; i++) {
+            if (holds(proc, all[2 + i], &scan, buffer, 32768)) pids[count++] = all[2 + i];
+        }
+    } else if (r >= 0) {
+        /* Newest first, stopping at the first holder; then PID 1, for a socket systemd holds. */
+        int self = getpid();
+        for (int i = all[0] - 1; i >= 0 && count < max; i--) {
+            int pid = all[2 + i];
+            if (pid == 1 || pid == self) continue;
+            if (holds(proc, pid, &scan, buffer, 32768)) { pids[count++] = pid; break; }
+        }
+        if (count < max && holds(proc, 1, &scan, buffer, 32768)) pids[count++] = 1;
+    }
+    close(proc);
+    free(all);
+    free(buffer);
     return r < 0 ? r : count;
 }

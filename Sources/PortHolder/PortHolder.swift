@@ -43,11 +43,13 @@ public enum PortHolder {
         case held([Process])
     }
 
-    /// Looks up who listens on `port` (any local address, IPv4 or IPv6).
-    public static func lookup(port: Int) -> Lookup {
+    /// Looks up who listens on `port` (any local address, IPv4 or IPv6). `firstHolderOnly`: the
+    /// newest process holding it (plus PID 1 when systemd holds it too) instead of every one — what
+    /// the hint of a refused start names, found without reading every fd of every process.
+    public static func lookup(port: Int, firstHolderOnly: Bool = false) -> Lookup {
         let sockets = listeningSockets(port: port)
         guard !sockets.isEmpty else { return .free }
-        let holders = processes(holding: sockets.map(\.inode))
+        let holders = processes(holding: sockets.map(\.inode), firstOnly: firstHolderOnly)
         if holders.isEmpty { return .hidden(uid: sockets.first?.uid) }
         return .held(holders)
     }
@@ -88,10 +90,10 @@ public enum PortHolder {
     }
 
     /// Processes with an fd on one of `inodes`, in pid order; unreadable processes are skipped.
-    static func processes(holding inodes: [UInt64]) -> [Process] {
+    static func processes(holding inodes: [UInt64], firstOnly: Bool = false) -> [Process] {
         let wanted = Array(inodes.prefix(64))
         var pids = [Int32](repeating: 0, count: 64)
-        let n = openclaw_socket_holders(wanted, Int32(wanted.count), &pids, Int32(pids.count))
+        let n = openclaw_socket_holders(wanted, Int32(wanted.count), &pids, Int32(pids.count), firstOnly ? 1 : 0)
         guard n > 0 else { return [] }
         return pids[0..<Int(n)].sorted().map { pid in
             let name = readSmallFile("/proc/\(pid)/comm").map { String($0.prefix { $0 != "\n" }) } ?? "?"

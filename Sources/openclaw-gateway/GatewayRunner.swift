@@ -131,7 +131,8 @@ enum GatewayRunner {
     /// The contract's error line, then the hints that name the holder.
     private static func reportConflict(_ error: GatewayLockError, port: Int, forceRefused: Bool) {
         printError(error.description)
-        for line in ConflictHints.lines(port: port, lookup: PortHolder.lookup(port: port), forceRefused: forceRefused) {
+        let lookup = PortHolder.lookup(port: port, firstHolderOnly: true)
+        for line in ConflictHints.lines(port: port, lookup: lookup, forceRefused: forceRefused) {
             printError(line)
         }
     }

@@ -13,9 +13,11 @@ int openclaw_pidfd_open(pid_t pid);
 int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *uids, int max);
 
 /// The processes with an fd on one of the sockets `inodes` (n_inodes of them): their pids, at most
-/// `max`, in /proc order. Processes this user cannot inspect are skipped. One readlinkat(2) per
-/// fd and a byte compare: this runs on the error path of a refused start, which is timed.
-int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max);
+/// `max`. Every process in /proc order, or, with `first_only`, the newest process holding one
+/// (scanning down from the highest pid, stopping there) and PID 1 if it holds one too: all a
+/// refused start needs to name, at a fraction of the cost (each fd of each process is a
+/// readlinkat). Processes this user cannot inspect are skipped.
+int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max, int first_only);
 
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file (-1 + errno on failure). Glibc declares it
 /// only under _GNU_SOURCE, which Swift's Glibc module does not set.
