@@ -49,10 +49,14 @@ extension GatewayServer {
                     let handler = try? pipeline.handler(type: WebSocketHandler.self),
                     let splitter = try? pipeline.handler(type: FrameSplitter.self),
                     let context = try? pipeline.context(handler: handler),
-                    let (snapshot, flushed) = handler.freeze(context: context)
+                    let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self),
+                    let snapshot = handler.freeze(context: context)
                 else { return nil }
                 // In the same event loop turn as freeze: nothing is read and then dropped.
                 try? channel.syncOptions?.setOption(.autoRead, value: false)
+                // An empty write below the frame encoder completes once every frame queued before
+                // it has reached the socket (writes complete in order): no promise per message.
+                let flushed = encoder.writeAndFlush(NIOAny(ByteBuffer()))
                 let state = ConnectionState(
                     session: snapshot, undecoded: splitter.undecodedBytes,
                     peer: channel.remoteAddress?.ipAddress ?? "?")

@@ -22,8 +22,6 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var frozen = false
     private var handshakeTimer: Scheduled<Void>?
     private var ticker: RepeatedTask?
-    /// Completes when everything sent so far has reached the socket.
-    private var lastWrite: EventLoopFuture<Void>?
 
     init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
          rateLimiter: AuthRateLimiter, peer: String, restored: Bool = false) {
@@ -58,15 +56,14 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Stops this connection for a handover: no more ticks, timers or sends. Returns the session
-    /// to carry on and a future that completes once what was already sent has been written to the
-    /// socket; nil when the connection is closing anyway.
-    func freeze(context: ChannelHandlerContext) -> (ControlPlaneSession.Snapshot, EventLoopFuture<Void>)? {
+    /// to carry on; nil when the connection is closing anyway.
+    func freeze(context: ChannelHandlerContext) -> ControlPlaneSession.Snapshot? {
         guard !closeSent, !frozen, let snapshot = session.snapshot else { return nil }
         frozen = true
         handshakeTimer?.cancel()
         ticker?.cancel()
         context.flush()
-        return (snapshot, lastWrite ?? context.eventLoop.makeSucceededVoidFuture())
+        return snapshot
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -103,9 +100,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         case .ping:
             var payload = frame.unmaskedData
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: payload.readSlice(length: payload.readableBytes) ?? ByteBuffer())
-            let promise = context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: promise)
-            lastWrite = promise.futureResult
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         default:
             break
         }
@@ -157,9 +152,7 @@ final class WebSocketHandler: ChannelInboundHandler {
                 guard !closeSent else { continue }
                 var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
                 buffer.writeString(text)
-                let promise = context.eventLoop.makePromise(of: Void.self)
-                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: promise)
-                lastWrite = promise.futureResult
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
                 wrote = true
             case .close(let code, let reason):
                 sendClose(context: context, code: WebSocketErrorCode(codeNumber: Int(code)), reason: reason,
