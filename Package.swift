@@ -14,16 +14,22 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
-        // libsystemd (sd-daemon: socket activation, sd_notify, the watchdog and fd store; sd-bus:
-        // our unit's pending job), loaded with dlopen when first needed: a process systemd does
-        // not run never maps it. The headers come from libsystemd-dev.
-        .target(name: "CSystemd"),
+        // libsystemd's API: sd-daemon (socket activation, sd_notify, the watchdog, the fd store)
+        // and sd-bus (our unit's pending job), from libsystemd-dev. The module map has no `link`:
+        // CSystemdLoader opens libsystemd.so.0 when first needed, so that a process systemd does
+        // not run (a refused duplicate above all) never maps it and its six libraries.
+        .systemLibrary(
+            name: "CSystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // dlopen(libsystemd.so.0) and one wrapper per function used; sd-bus's variadic calls too.
+        .target(name: "CSystemdLoader", dependencies: ["CSystemd"]),
         // The lock: where the listening sockets come from (systemd or our own bind), and the one
         // error type for a port that cannot be had. Knows nothing about HTTP or WebSockets.
         .target(
             name: "GatewayLock",
             dependencies: [
-                "CSystemd",
+                "CSystemdLoader",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -41,7 +47,7 @@ let package = Package(
         .target(
             name: "SystemdNotify",
             dependencies: [
-                "CSystemd",
+                "CSystemdLoader",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -65,7 +71,7 @@ let package = Package(
             name: "RestartHandover",
             dependencies: [
                 "CProcess",
-                "CSystemd",
+                "CSystemdLoader",
                 "GatewayLock",
                 "GatewayProtocol",
                 "GatewayServer",

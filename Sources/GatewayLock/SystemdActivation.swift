@@ -1,4 +1,5 @@
-import CSystemd
+import CSystemd  // libsystemd's constants (SD_LISTEN_FDS_START); its calls go through the loader
+import CSystemdLoader
 
 #if canImport(Glibc)
 import Glibc
@@ -64,7 +65,7 @@ public enum SystemdActivation: Sendable, Equatable {
             unsetListenEnvironment()
             return .invalid(reason: "LISTEN_FDS=\(fdsText) is more sockets than a process can hold")
         }
-        let first = OPENCLAW_SD_LISTEN_FDS_START
+        let first = SD_LISTEN_FDS_START
         for fd in first..<(first + count) where fcntl(fd, F_GETFD) < 0 {
             unsetListenEnvironment()
             return .invalid(reason: "LISTEN_FDS=\(count) but fd \(fd) is not open")

@@ -1,5 +1,5 @@
 import CProcess
-import CSystemd
+import CSystemdLoader
 import GatewayLock
 import GatewayProtocol
 import GatewayServer

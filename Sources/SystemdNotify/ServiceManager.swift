@@ -1,4 +1,4 @@
-import CSystemd
+import CSystemdLoader
 
 #if canImport(Glibc)
 import Glibc

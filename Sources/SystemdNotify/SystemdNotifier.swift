@@ -1,4 +1,4 @@
-import CSystemd
+import CSystemdLoader
 import Logging
 import ServiceLifecycle
 

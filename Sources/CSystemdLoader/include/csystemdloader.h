@@ -1,5 +1,5 @@
-#ifndef OPENCLAW_CSYSTEMD_H
-#define OPENCLAW_CSYSTEMD_H
+#ifndef OPENCLAW_CSYSTEMDLOADER_H
+#define OPENCLAW_CSYSTEMDLOADER_H
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -11,8 +11,6 @@
 /// cannot be loaded they return -ENOSYS (openclaw_libsystemd_error() says why), except
 /// openclaw_sd_notify, which returns 0 ("no service manager listens") as sd_notify does
 /// without NOTIFY_SOCKET.
-
-#define OPENCLAW_SD_LISTEN_FDS_START 3
 
 int openclaw_sd_listen_fds_with_names(int unset_environment, char ***names);
 int openclaw_sd_is_socket(int fd, int family, int type, int listening);

@@ -1,4 +1,4 @@
-#include "csystemd.h"
+#include "csystemdloader.h"
 
 #include <dlfcn.h>
 #include <errno.h>
