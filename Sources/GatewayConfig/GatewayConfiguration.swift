@@ -44,6 +44,12 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sen
     public var description: String { message }
 }
 
+/// The environment variables ``GatewayConfiguration/resolve(_:environment:)`` reads, and only
+/// those: a caller may pass just these (the early lock does, to skip reading the whole environ).
+public let configurationEnvironmentNames = [
+    "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_STATE_DIR", "STATE_DIRECTORY", "HOME",
+]
+
 /// The gateway's settings after flags, environment and `<state dir>/openclaw.json` are combined.
 public struct GatewayConfiguration: Sendable, Equatable {
     public enum PortOrigin: String, Sendable {
@@ -96,7 +102,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         let flagPort = try options.port.map { (text) throws(ConfigurationError) in
             try parsePort(text, what: "--port")
         }
-        let envPort = try nonEmpty(environment["OPENCLAW_GATEWAY_PORT"]).map { (text) throws(ConfigurationError) in
+        let envPort = try nonEmpty(read(environment, "OPENCLAW_GATEWAY_PORT")).map { (text) throws(ConfigurationError) in
             try parsePort(text, what: "OPENCLAW_GATEWAY_PORT")
         }
         let flagBind = try options.bind.map { (text) throws(ConfigurationError) in
@@ -131,7 +137,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             bindAddress = .loopback
         }
 
-        let token = nonEmpty(options.token) ?? nonEmpty(environment["OPENCLAW_GATEWAY_TOKEN"])
+        let token = nonEmpty(options.token) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN"))
             ?? nonEmpty(file?.gateway?.auth?.token)
         if !bindAddress.isLoopback && token == nil {
             throw .config(
@@ -183,14 +189,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     static func stateDirectory(profile: String?, environment: [String: String]) throws(ConfigurationError) -> String {
-        if let explicit = nonEmpty(environment["OPENCLAW_STATE_DIR"]) {
+        if let explicit = nonEmpty(read(environment, "OPENCLAW_STATE_DIR")) {
             return explicit
         }
         // systemd's StateDirectory= may list several directories, colon-separated: ours is first.
-        if let systemd = nonEmpty(environment["STATE_DIRECTORY"]), let first = systemd.split(separator: ":").first {
+        if let systemd = nonEmpty(read(environment, "STATE_DIRECTORY")), let first = systemd.split(separator: ":").first {
             return String(first)
         }
-        guard let home = nonEmpty(environment["HOME"]) ?? homeFromPasswd() else {
+        guard let home = nonEmpty(read(environment, "HOME")) ?? homeFromPasswd() else {
             throw .config("cannot find a state directory: HOME is not set; set OPENCLAW_STATE_DIR")
         }
         let base = home.hasSuffix("/") ? String(home.dropLast()) : home
@@ -206,4 +212,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
 func nonEmpty(_ text: String?) -> String? {
     guard let text, !text.isEmpty else { return nil }
     return text
+}
+
+/// One variable of `environment`; it must be one of ``configurationEnvironmentNames`` (checked in
+/// debug builds, so the tests catch a new variable that was not added there).
+private func read(_ environment: [String: String], _ name: String) -> String? {
+    assert(configurationEnvironmentNames.contains(name), "\(name) is not in configurationEnvironmentNames")
+    return environment[name]
 }

@@ -34,7 +34,12 @@ enum GatewayRunner {
     /// here, exactly as ``prepare(_:activation:early:)`` would refuse it. Anything else — a
     /// configuration error, another bind failure — returns nil and is reported by the full path.
     static func lockEarly(_ options: CommandLineOptions, activation: SystemdActivation) -> EarlyLock? {
-        let environment = processEnvironment()
+        // Only what configuration and logging read: cheaper than the whole environ, and this path
+        // is timed.
+        var environment: [String: String] = [:]
+        for name in configurationEnvironmentNames + ["OPENCLAW_LOG_LEVEL", "JOURNAL_STREAM"] {
+            if let value = getenv(name) { environment[name] = String(cString: value) }
+        }
         bootstrapLogging(flag: nil, environment: environment)
         guard let configuration = try? GatewayConfiguration.resolve(options, environment: environment) else { return nil }
         let logger = Logger(label: "openclaw-gateway")
