@@ -163,6 +163,7 @@ struct SplitMix64: RandomNumberGenerator {
         ]
         let alphabet = Array(#"{}[]":,0123456789.-+eE truefalsnul\"#.utf8) + [0, 0xC3, 0xA9, 0xFF, 0x7F]
         var actionsSeen = 0
+        var invalidFrames: [String] = []
         var session = makeSession(token: "tok")
         for i in 0..<1_000_000 {
             var bytes = Array(seeds[Int(rng.next() % UInt64(seeds.count))].utf8)
@@ -177,8 +178,16 @@ struct SplitMix64: RandomNumberGenerator {
             }
             let text = String(decoding: bytes, as: UTF8.self)
             if i % 5 == 0 || session.state == .closed { session = makeSession(token: i % 2 == 0 ? "tok" : nil) }
-            actionsSeen += session.receive(text).count
+            let actions = session.receive(text)
+            actionsSeen += actions.count
+            // Every tenth answer is parsed back: ids are echoed, so escaping is exercised too.
+            if i % 10 == 0 {
+                for case .send(let out) in actions where (try? JSONSerialization.jsonObject(with: Data(out.utf8))) == nil {
+                    invalidFrames.append(out)
+                }
+            }
         }
         #expect(actionsSeen > 0)
+        #expect(invalidFrames.isEmpty, "\(invalidFrames.prefix(3))")
     }
 }
