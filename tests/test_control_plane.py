@@ -124,6 +124,22 @@ def test_when_systemd_cannot_say_it_is_a_restart_sessions_are_closed_not_stored(
     assert "closing clients: cannot ask systemd whether this is a restart" in gw.stderr
 
 
+def test_a_command_line_of_lock_flags_only_gets_the_same_defaults_as_a_parsed_one(gateways):
+    # `--port N` alone skips ArgumentParser (the early lock); `--log-level info` sends the same
+    # start through it. Both must serve with the same policy.
+    policies = []
+    for extra in ([], ["--log-level", "info"]):
+        gw, port = start(gateways, *extra)
+
+        async def scenario():
+            ws, hello = await handshake(port)
+            await ws.close()
+            return hello["policy"]
+        policies.append(run(scenario()))
+        assert gw.stop() == 0
+    assert policies[0] == policies[1] == {"maxPayload": 1048576, "maxBufferedBytes": 4194304, "tickIntervalMs": 15000}
+
+
 def test_unknown_method_is_invalid_request_and_the_connection_stays(gateways):
     gw, port = start(gateways)
 

@@ -67,28 +67,35 @@ struct RunCommand: ParsableCommand {
     var force = false
 
     @Option(name: .long, help: ArgumentHelp("Open connections at most; beyond, HTTP 503. Default 1024.", valueName: "n"))
-    var maxConnections: Int = 1024
+    var maxConnections: Int = RunSettings.defaults.maxConnections
 
     @Option(name: .long, help: ArgumentHelp("Largest client frame after hello-ok, bytes (policy.maxPayload). Default 1048576.", valueName: "bytes"))
-    var maxPayload: Int = 1 << 20
+    var maxPayload: Int = RunSettings.defaults.maxPayload
 
     @Option(name: .long, help: ArgumentHelp("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes). Default 4194304.", valueName: "bytes"))
-    var maxBufferedBytes: Int = 4 << 20
+    var maxBufferedBytes: Int = RunSettings.defaults.maxBufferedBytes
 
     @Option(name: .long, help: ArgumentHelp("Time a client has to send connect, ms. Default 10000.", valueName: "ms"))
-    var handshakeTimeoutMs: Int = 10_000
+    var handshakeTimeoutMs: Int = RunSettings.defaults.handshakeTimeoutMs
 
     @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default 15000.", valueName: "ms"))
-    var tickIntervalMs: Int = 15_000
+    var tickIntervalMs: Int = RunSettings.defaults.tickIntervalMs
 
     @Option(name: .long, help: ArgumentHelp("Time for a request's headers to arrive, ms. Default 10000.", valueName: "ms"))
-    var headerTimeoutMs: Int = 10_000
+    var headerTimeoutMs: Int = RunSettings.defaults.headerTimeoutMs
 
     @Option(name: .long, help: ArgumentHelp("Header bytes per HTTP request at most. Default 16384.", valueName: "bytes"))
-    var maxHeaderBytes: Int = 16 * 1024
+    var maxHeaderBytes: Int = RunSettings.defaults.maxHeaderBytes
 
     var options: CommandLineOptions {
         CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)
+    }
+
+    var settings: RunSettings {
+        RunSettings(
+            options: options, logLevel: logLevel, force: force, maxConnections: maxConnections,
+            maxPayload: maxPayload, maxBufferedBytes: maxBufferedBytes, handshakeTimeoutMs: handshakeTimeoutMs,
+            tickIntervalMs: tickIntervalMs, headerTimeoutMs: headerTimeoutMs, maxHeaderBytes: maxHeaderBytes)
     }
 
     func validate() throws {
@@ -108,14 +115,29 @@ enum GatewayVersion {
     static let current = "0.1.0"
 }
 
+/// What `run` takes from its command line; the defaults live here, and RunCommand's options use them.
+struct RunSettings: Equatable {
+    static let defaults = RunSettings()
+
+    var options = CommandLineOptions()
+    var logLevel: String? = nil
+    var force = false
+    var maxConnections = 1024
+    var maxPayload = 1 << 20
+    var maxBufferedBytes = 4 << 20
+    var handshakeTimeoutMs = 10_000
+    var tickIntervalMs = 15_000
+    var headerTimeoutMs = 10_000
+    var maxHeaderBytes = 16 * 1024
+}
+
 enum GatewayCommandLine {
     /// The flags the lock depends on (--port, --profile, --dev, --bind, --token, as `--name value`
     /// or `--name=value`, after an optional `run`) when the command line has nothing else; nil for
     /// anything else — another command, --help, --force, any other option, a repeated flag, a
-    /// missing value or one that looks like an option — which ArgumentParser parses first, as
-    /// always. Whatever is read here is parsed again by ArgumentParser before the gateway goes on,
-    /// and the early lock is kept only when both agree: this decides how fast a duplicate is
-    /// refused, never what the gateway does.
+    /// missing value or one that looks like an option — which ArgumentParser parses, as always.
+    /// What this accepts, ArgumentParser reads the same way: tests run the same command lines
+    /// both ways (by adding a neutral `--log-level info`) and require the same outcome.
     static func lockFlags(_ arguments: [String]) -> CommandLineOptions? {
         var rest = arguments[...]
         if rest.first == "run" { rest = rest.dropFirst() }
@@ -153,11 +175,17 @@ enum GatewayCommandLine {
     /// other thread exists; exits on a usage, configuration or lock error.
     static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
         // The lock first when the command line is only the lock's own flags: a duplicate is
-        // refused before ArgumentParser runs (its parse alone takes longer than a minimal
-        // bind-and-exit). ArgumentParser still parses everything right after.
-        var early: GatewayRunner.EarlyLock?
-        if case .notForUs = activation, let options = lockFlags(arguments) {
-            early = GatewayRunner.lockEarly(options, activation: activation)
+        // refused, and a socket-activated start gets going, without ArgumentParser, whose parse
+        // alone takes longer than a minimal bind-and-exit. Such a command line has nothing else
+        // to parse: every other setting keeps its default.
+        if let options = lockFlags(arguments), let early = GatewayRunner.lockEarly(options, activation: activation) {
+            switch GatewayRunner.prepare(RunSettings(options: options), activation: activation, early: early) {
+            case .success(let prepared):
+                return prepared
+            case .failure(let failure):
+                RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
+                exit(failure.status)
+            }
         }
         let command: ParsableCommand
         do {
@@ -175,7 +203,7 @@ enum GatewayCommandLine {
                 OpenclawGateway.exit(withError: error)
             }
         }
-        switch GatewayRunner.prepare(run, activation: activation, early: early) {
+        switch GatewayRunner.prepare(run.settings, activation: activation) {
         case .success(let prepared):
             return prepared
         case .failure(let failure):

@@ -22,7 +22,8 @@ struct StartFailure: Error {
 /// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order. The
 /// first two happen in ``GatewayRunner/prepare(_:activation:)`` on the main thread alone.
 enum GatewayRunner {
-    /// The lock taken before the full command-line parse (see ``lockEarly(_:activation:)``).
+    /// The lock taken without ArgumentParser, for a command line of lock flags only (see
+    /// ``lockEarly(_:activation:)``).
     struct EarlyLock {
         let options: CommandLineOptions
         let configuration: GatewayConfiguration
@@ -30,9 +31,10 @@ enum GatewayRunner {
     }
 
     /// Configuration and lock for a plain `run` whose only flags are the lock's own (read by
-    /// ``GatewayCommandLine/lockFlags(_:)``), ahead of ArgumentParser. A duplicate is refused
+    /// ``GatewayCommandLine/lockFlags(_:)``), without ArgumentParser. A duplicate is refused
     /// here, exactly as ``prepare(_:activation:early:)`` would refuse it. Anything else — a
-    /// configuration error, another bind failure — returns nil and is reported by the full path.
+    /// configuration error, another bind failure, a bad LISTEN_* — returns nil and goes the full
+    /// way, which reports it.
     static func lockEarly(_ options: CommandLineOptions, activation: SystemdActivation) -> EarlyLock? {
         // Only what configuration and logging read: cheaper than the whole environ, and this path
         // is timed.
@@ -54,7 +56,7 @@ enum GatewayRunner {
         }
     }
 
-    static func prepare(_ command: RunCommand, activation: SystemdActivation, early: EarlyLock? = nil) -> Result<PreparedGateway, StartFailure> {
+    static func prepare(_ command: RunSettings, activation: SystemdActivation, early: EarlyLock? = nil) -> Result<PreparedGateway, StartFailure> {
         let environment = processEnvironment()
         bootstrapLogging(flag: command.logLevel, environment: environment)
         let logger = Logger(label: "openclaw-gateway")
@@ -62,7 +64,7 @@ enum GatewayRunner {
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
         if let early, early.options == command.options, !command.force {
-            // The same flags ArgumentParser just read: the early lock stands.
+            // Configuration and listeners from the early lock, for the same flags.
             configuration = early.configuration
             acquired = early.acquired
         } else {
