@@ -25,7 +25,6 @@ enum GatewayRunner {
     /// The lock taken without ArgumentParser, for a command line of lock flags only (see
     /// ``lockEarly(_:activation:)``).
     struct EarlyLock {
-        let options: CommandLineOptions
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
     }
@@ -47,7 +46,7 @@ enum GatewayRunner {
         let logger = Logger(label: "openclaw-gateway")
         do {
             let acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
-            return EarlyLock(options: options, configuration: configuration, acquired: acquired)
+            return EarlyLock(configuration: configuration, acquired: acquired)
         } catch where error.kind == .alreadyListening {
             reportConflict(error, port: configuration.port, forceRefused: false)
             exit(GatewayLockError.exitStatus)
@@ -63,12 +62,11 @@ enum GatewayRunner {
 
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
-        if let early, early.options == command.options, !command.force {
-            // Configuration and listeners from the early lock, for the same flags.
+        if let early {
+            // Configuration and listeners from the early lock (a command line of lock flags only).
             configuration = early.configuration
             acquired = early.acquired
         } else {
-            for listener in early?.acquired.listeners ?? [] { close(listener.fd) }
             // 1. Configuration: cheap, and every mistake is reported before the port is touched.
             do {
                 configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
