@@ -42,7 +42,7 @@ extension GatewayServer {
     /// for ``closeConnections(gracePeriod:)``.
     public func handOver(limit: Int, flushTimeout: TimeAmount) async -> [HandedOverConnection] {
         var frozen: [(channel: Channel, state: ConnectionState, flushed: EventLoopFuture<Void>)] = []
-        for channel in connectionChannels where frozen.count < limit {
+        for channel in connections.all where frozen.count < limit {
             let taken = try? await channel.eventLoop.submit { () -> (ConnectionState, EventLoopFuture<Void>)? in
                 let pipeline = channel.pipeline.syncOperations
                 guard channel.isActive,
@@ -136,9 +136,6 @@ extension GatewayServer {
         }.get()
     }
 
-    /// The open client connections (accepted or restored).
-    var connectionChannels: [Channel] { connections.all }
-
     private static func completes(_ future: EventLoopFuture<Void>, within timeout: TimeAmount, on loop: EventLoop) async -> Bool {
         let promise = loop.makePromise(of: Bool.self)
         let timer = loop.scheduleTask(in: timeout) { promise.succeed(false) }
@@ -157,7 +154,11 @@ enum SocketIndex {
         guard let local, let remote, let lip = local.ipAddress, let lport = local.port,
             let rip = remote.ipAddress, let rport = remote.port
         else { return nil }
-        return "\(lip)|\(lport)|\(rip)|\(rport)"
+        return key(local: (lip, lport), remote: (rip, rport))
+    }
+
+    private static func key(local: (String, Int), remote: (String, Int)) -> String {
+        "\(local.0)|\(local.1)|\(remote.0)|\(remote.1)"
     }
 
     static func ofThisProcess() -> [String: Int32] {
@@ -169,7 +170,7 @@ enum SocketIndex {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard let fd = Int32(name), fd != own else { continue }
             if let local = address(fd, getsockname), let remote = address(fd, getpeername) {
-                index["\(local.0)|\(local.1)|\(remote.0)|\(remote.1)"] = fd
+                index[key(local: local, remote: remote)] = fd
             }
         }
         return index
