@@ -61,8 +61,13 @@ public enum GatewayLock {
     /// `conn-<id>`. Those come back in LISTEN_FDS beside the listeners, in no fixed order; the lock
     /// does not judge them (they are connected sockets and a memfd, not listeners).
     public static func isStoreName(_ name: String) -> Bool {
-        name == "state" || name.hasPrefix("conn-")
+        name == storedStateName || name.hasPrefix(storedConnectionPrefix)
     }
+
+    /// The stored fd that holds the connections' state.
+    public static let storedStateName = "state"
+    /// Each stored connection is named this prefix and its connId.
+    public static let storedConnectionPrefix = "conn-"
 
     /// Gets the listeners: systemd's when they are passed to this process, else a bind of
     /// `request` (plus [::1] best-effort when the address is 127.0.0.1).

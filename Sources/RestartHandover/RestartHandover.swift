@@ -154,19 +154,11 @@ public enum RestartHandover {
                 return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
         }
-        for (name, fd) in byName {
-            if name.hasPrefix("conn-") {
-                GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted")
-            } else {
-                close(fd)
-            }
-        }
+        for (name, fd) in byName { closeStoredFd(name: name, fd: fd, session: nil, reason: "gateway restarted") }
         for fd in extra { close(fd) }
 
-        for name in Set(passed.map(\.name)) {
-            do { try store.remove(name: name) } catch { logger.warning("\(error)") }
-        }
-        let closed = passed.filter { $0.name.hasPrefix("conn-") }.count - carried
+        for error in empty(store, of: passed) { logger.warning("\(error)") }
+        let closed = passed.filter { $0.name.hasPrefix(GatewayLock.storedConnectionPrefix) }.count - carried
         let closedText = closed > 0 ? "; closed \(closed)" : ""
         logger.info("carried on \(carried) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")
         return carried
@@ -187,16 +179,31 @@ public enum RestartHandover {
             for entry in record.connections { sessions[storeName(entry.connId)] = entry.state.session }
         }
         for socket in passed {
-            if socket.name.hasPrefix("conn-") {
-                GatewayServer.closeHandedOver(fd: socket.fd, session: sessions[socket.name], reason: reason)
-            } else {
-                close(socket.fd)
-            }
+            closeStoredFd(name: socket.name, fd: socket.fd, session: sessions[socket.name], reason: reason)
         }
-        for name in Set(passed.map(\.name)) { try? store.remove(name: name) }
+        _ = empty(store, of: passed)
     }
 
-    static let stateName = "state"
+    /// A stored fd this process will not use: a connection is closed the way a stop closes it,
+    /// anything else (the state) just closed.
+    private static func closeStoredFd(name: String, fd: Int32, session: ControlPlaneSession.Snapshot?, reason: String) {
+        if name.hasPrefix(GatewayLock.storedConnectionPrefix) {
+            GatewayServer.closeHandedOver(fd: fd, session: session, reason: reason)
+        } else {
+            close(fd)
+        }
+    }
+
+    /// Removes every name in `passed` from the store, so systemd closes its copies; returns what failed.
+    private static func empty(_ store: FileDescriptorStore, of passed: [SystemdActivation.PassedSocket]) -> [ServiceManagerError] {
+        var failures: [ServiceManagerError] = []
+        for name in Set(passed.map(\.name)) {
+            do { try store.remove(name: name) } catch { failures.append(error) }
+        }
+        return failures
+    }
+
+    static let stateName = GatewayLock.storedStateName
 
     /// Why a stored session must not carry on in this process, if it must not: it speaks another
     /// protocol, or it authenticated under a token setting this process does not have (a token
@@ -229,7 +236,7 @@ public enum RestartHandover {
         let elapsed = ContinuousClock.now - start
         return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
     }
-    static func storeName(_ connId: String) -> String { "conn-\(connId)" }
+    static func storeName(_ connId: String) -> String { GatewayLock.storedConnectionPrefix + connId }
 }
 
 /// What the state memfd holds: JSON, versioned by `format`.
