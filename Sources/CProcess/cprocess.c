@@ -116,12 +116,18 @@ static int check_fd(const char *name, void *context) {
     return 0;
 }
 
+struct pid_list {
+    int *pids;
+    int count;
+    int capacity;
+};
+
 /* The pids in /proc, as they come (ascending). */
 static int collect_pid(const char *name, void *context) {
-    int **cursor = context;
+    struct pid_list *list = context;
     if (name[0] < '1' || name[0] > '9') return 0;
-    if ((*cursor)[0] >= (*cursor)[1]) return 1; /* full */
-    (*cursor)[2 + (*cursor)[0]++] = atoi(name);
+    if (list->count >= list->capacity) return 1; /* full */
+    list->pids[list->count++] = atoi(name);
     return 0;
 }
 
@@ -143,33 +149,29 @@ int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int 
     if (n_inodes > 64) n_inodes = 64;
     for (int i = 0; i < n_inodes; i++) lengths[i] = snprintf(targets[i], sizeof(targets[i]), "socket:[%llu]", inodes[i]);
     struct fd_scan scan = { .fds = -1, .targets = (const char (*)[40])targets, .lengths = lengths, .n_targets = n_inodes };
-    enum { MAX_PIDS = 1 << 16 };
-    int *all = malloc(sizeof(int) * (MAX_PIDS + 2));
+    struct pid_list all = { .pids = malloc(sizeof(int) * (1 << 16)), .count = 0, .capacity = 1 << 16 };
     char *buffer = malloc(32768);
-    if (!all || !buffer) { free(all); free(buffer); return -ENOMEM; }
-    all[0] = 0;
-    all[1] = MAX_PIDS;
+    if (!all.pids || !buffer) { free(all.pids); free(buffer); return -ENOMEM; }
     int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (proc < 0) { int e = errno; free(all); free(buffer); return -e; }
-    int *cursor = all;
-    int r = each_entry(proc, buffer, 32768, collect_pid, &cursor);
+    if (proc < 0) { int e = errno; free(all.pids); free(buffer); return -e; }
+    int r = each_entry(proc, buffer, 32768, collect_pid, &all);
     int count = 0;
     if (r >= 0 && !first_only) {
-        for (int i = 0; i < all[0] && count < max; i++) {
-            if (holds(proc, all[2 + i], &scan, buffer, 32768)) pids[count++] = all[2 + i];
+        for (int i = 0; i < all.count && count < max; i++) {
+            if (holds(proc, all.pids[i], &scan, buffer, 32768)) pids[count++] = all.pids[i];
         }
     } else if (r >= 0) {
         /* Newest first, stopping at the first holder; then PID 1, for a socket systemd holds. */
         int self = getpid();
-        for (int i = all[0] - 1; i >= 0 && count < max; i--) {
-            int pid = all[2 + i];
+        for (int i = all.count - 1; i >= 0 && count < max; i--) {
+            int pid = all.pids[i];
             if (pid == 1 || pid == self) continue;
             if (holds(proc, pid, &scan, buffer, 32768)) { pids[count++] = pid; break; }
         }
         if (count < max && holds(proc, 1, &scan, buffer, 32768)) pids[count++] = 1;
     }
     close(proc);
-    free(all);
+    free(all.pids);
     free(buffer);
     return r < 0 ? r : count;
 }
