@@ -50,11 +50,15 @@ e2e:
 clean:
 	rm -rf .build .build-static .build-deb dist
 
-# Figures of the binary as it ships in the .deb: release, Swift runtime linked statically.
+# Figures of the binary as it ships in the .deb: the same flags (packaging/release.mk).
 STATIC_SCRATCH := .build-static
+RELEASE_TOP := $(CURDIR)
+include packaging/release.mk
 # PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
-STATIC_BIN = $$($(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH) --show-bin-path)
+STATIC_BIN = $$($(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH) --show-bin-path)
 bench: deps
-	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
+	@# a changed symbol order does not change the link command: relink by hand
+	@bin=$(STATIC_BIN)/openclaw-gateway; [ ! $(RELEASE_ORDER_FILE) -nt "$$bin" ] || rm -f "$$bin"
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md

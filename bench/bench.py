@@ -161,6 +161,18 @@ FIGURES = ["dup_exit_ms", "floor_exit_ms", "ready_ms", "first_healthz_ms", "acti
            "health_p99_us", "churn_conns_per_s", "idle_rss_kib", "rss_10k_idle_kib", "rss_per_conn_kib"]
 
 
+def symbol_order_line(binary):
+    """How much of packaging/openclaw-gateway.order the binary still defines: a list gone stale
+    (new dependencies, a changed start-up path) costs RSS and start-up time, never correctness."""
+    order = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "openclaw-gateway.order")
+    wanted = set(open(order).read().split())
+    nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
+    defined = {line.split()[-1] for line in nm.splitlines() if line.strip()}
+    found = len(wanted & defined)
+    hint = "" if found >= 0.9 * len(wanted) else " (stale: run packaging/symbol-order.py)"
+    return f"symbol order: {found} of {len(wanted)} listed functions are in the binary{hint}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -216,6 +228,7 @@ def main():
     dup = statistics.median(results["ours"]["dup_exit_ms"])
     fl = statistics.median(results["ours"]["floor_exit_ms"])
     lines.append(f"duplicate refused / minimal static Swift bind-and-exit: {dup / fl:.2f}x")
+    lines.append(symbol_order_line(args.bin))
     print("\n".join(lines))
     print("\n".join(machine))
     if args.markdown:

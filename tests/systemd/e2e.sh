@@ -53,6 +53,11 @@ sed -i "s/^Version: .*/Version: $version+e2e1/" "$unpacked/DEBIAN/control"
 dpkg-deb -b "$unpacked" "$dist/upgrade.deb" >/dev/null
 sed -i "s/^Version: .*/Version: $version+e2e2/" "$unpacked/DEBIAN/control"
 dpkg-deb -b "$unpacked" "$dist/upgrade2.deb" >/dev/null
+# the shipped binary as packaging/release.mk links it: PIE, bound at start, relocations packed
+dynamic=$(readelf -d "$unpacked/usr/bin/openclaw-gateway")
+for want in 'Flags: NOW PIE' '(RELR)'; do
+  grep -qF "$want" <<<"$dynamic" || { echo "e2e: the packaged binary lacks '$want' in its dynamic section" >&2; exit 1; }
+done
 rm -rf "$unpacked"
 
 # ---- boot, run the checks, power off
