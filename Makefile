@@ -54,11 +54,12 @@ clean:
 STATIC_SCRATCH := .build-static
 RELEASE_TOP := $(CURDIR)
 include packaging/release.mk
+# SwiftPM links <scratch>/release to the build's product folder.
+STATIC_BIN := $(STATIC_SCRATCH)/release
 # PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
-STATIC_BIN = $$($(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH) --show-bin-path)
 bench: deps
 	@# a changed symbol order does not change the link command: relink by hand
-	@bin=$(STATIC_BIN)/openclaw-gateway; [ ! $(RELEASE_ORDER_FILE) -nt "$$bin" ] || rm -f "$$bin"
+	@[ ! $(RELEASE_ORDER_FILE) -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md

@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Notify, build_floor, free_port, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
+from benchlib import Notify, build_floor, defined_functions, free_port, healthz, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 
@@ -56,15 +55,6 @@ def stop(proc, notify):
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)
     notify.close()
-
-
-def healthz(port, timeout=5):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    return data.startswith(b"HTTP/1.1 200")
 
 
 def load(tool, *args):
@@ -166,9 +156,7 @@ def symbol_order_line(binary):
     (new dependencies, a changed start-up path) costs RSS and start-up time, never correctness."""
     order = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "openclaw-gateway.order")
     wanted = set(open(order).read().split())
-    nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
-    defined = {line.split()[-1] for line in nm.splitlines() if line.strip()}
-    found = len(wanted & defined)
+    found = len(wanted & defined_functions(binary))
     hint = "" if found >= 0.9 * len(wanted) else " (stale: run packaging/symbol-order.py)"
     return f"symbol order: {found} of {len(wanted)} listed functions are in the binary{hint}"
 

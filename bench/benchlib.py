@@ -1,4 +1,5 @@
-"""Helpers shared by bench/bench.py: ports, NOTIFY_SOCKET, timing, RSS, the floor program."""
+"""Helpers shared by bench/bench.py and packaging/symbol-order.py: ports, /healthz, NOTIFY_SOCKET,
+timing, RSS, the floor program, the functions a binary defines."""
 
 import base64
 import os
@@ -14,6 +15,21 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def healthz(port, timeout=5):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def defined_functions(binary):
+    """The names of the functions `binary` defines (its symbol table, through nm)."""
+    nm = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
+    return {fields[2] for fields in map(str.split, nm.splitlines()) if len(fields) == 3 and fields[1] in "tTwW"}
 
 
 def quantiles(values):

@@ -32,12 +32,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "openclaw-gateway.order")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+from benchlib import defined_functions, free_port, healthz  # noqa: E402
 
 
 def wait_healthz(port, proc, seconds=120):
@@ -46,10 +42,8 @@ def wait_healthz(port, proc, seconds=120):
         if proc.poll() is not None:
             sys.exit(f"the gateway exited with status {proc.returncode} before serving")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
+            if healthz(port, timeout=10):
+                return
         except OSError:
             time.sleep(0.2)
     sys.exit("the gateway did not answer /healthz")
@@ -128,9 +122,7 @@ def main():
                 elif ours and line.startswith("fn="):
                     functions.add(line[3:].strip().split("'")[0])  # 'N marks a recursion level
     # Only names the binary defines (the profile also names PLT stubs and unknown addresses).
-    nm = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
-    defined = {line.split()[-1] for line in nm.splitlines() if len(line.split()) == 3 and line.split()[1] in "tTwW"}
-    ordered = sorted(functions & defined)
+    ordered = sorted(functions & defined_functions(binary))
     with open(OUT, "w") as f:
         f.write("".join(name + "\n" for name in ordered))
     print(f"symbol-order: {len(ordered)} functions -> {os.path.relpath(OUT)}")
