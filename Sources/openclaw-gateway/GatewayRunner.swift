@@ -56,17 +56,19 @@ enum GatewayRunner {
     }
 
     static func prepare(_ command: RunSettings, activation: SystemdActivation, early: EarlyLock? = nil) -> Result<PreparedGateway, StartFailure> {
-        let environment = processEnvironment()
-        bootstrapLogging(flag: command.logLevel, environment: environment)
-        let logger = Logger(label: "openclaw-gateway")
-
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
+        let logger: Logger
         if let early {
-            // Configuration and listeners from the early lock (a command line of lock flags only).
+            // Configuration, listeners and logging from the early lock (a command line of lock
+            // flags only): the environment has been read.
             configuration = early.configuration
             acquired = early.acquired
+            logger = Logger(label: "openclaw-gateway")
         } else {
+            let environment = processEnvironment()
+            bootstrapLogging(flag: command.logLevel, environment: environment)
+            logger = Logger(label: "openclaw-gateway")
             // 1. Configuration: cheap, and every mistake is reported before the port is touched.
             do {
                 configuration = try GatewayConfiguration.resolve(command.options, environment: environment)
