@@ -167,13 +167,16 @@ public enum RestartHandover {
     /// When the gateway cannot start (a bad flag or config after an upgrade, a listener problem):
     /// closes the sessions a restart handed over the way a stop would — `shutdown` event and 1012
     /// — instead of leaving systemd to drop them without a word, and empties the store.
-    public static func closeStored(_ activation: SystemdActivation, store: FileDescriptorStore, reason: String) {
+    public static func closeStored(_ activation: SystemdActivation) {
         guard case .passed(let sockets) = activation else { return }
-        closeStored(sockets.filter { GatewayLock.isStoreName($0.name) }, store: store, reason: reason)
+        closeStored(sockets.filter { GatewayLock.isStoreName($0.name) })
     }
 
-    public static func closeStored(_ passed: [SystemdActivation.PassedSocket], store: FileDescriptorStore, reason: String) {
+    /// The same, for the stored fds the lock has already sorted out (``GatewayLock/Acquired/stored``).
+    public static func closeStored(_ passed: [SystemdActivation.PassedSocket]) {
         guard !passed.isEmpty else { return }
+        let store = FileDescriptorStore()
+        let reason = "gateway failed to start"
         var sessions: [String: ControlPlaneSession.Snapshot] = [:]
         if let state = passed.first(where: { $0.name == stateName }), let record = try? StateFile.read(state.fd) {
             for entry in record.connections { sessions[storeName(entry.connId)] = entry.state.session }

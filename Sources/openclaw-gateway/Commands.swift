@@ -1,6 +1,5 @@
 import ArgumentParser
 import RestartHandover
-import SystemdNotify
 import GatewayConfig
 import GatewayLock
 import Logging
@@ -183,7 +182,7 @@ enum GatewayCommandLine {
             case .success(let prepared):
                 return prepared
             case .failure(let failure):
-                RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
+                RestartHandover.closeStored(activation)
                 exit(failure.status)
             }
         }
@@ -191,7 +190,7 @@ enum GatewayCommandLine {
         do {
             command = try OpenclawGateway.parseAsRoot(arguments)
         } catch {
-            RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
+            RestartHandover.closeStored(activation)
             OpenclawGateway.exit(withError: error)  // help, version, or a usage error (64)
         }
         guard let run = command as? RunCommand else {
@@ -207,7 +206,7 @@ enum GatewayCommandLine {
         case .success(let prepared):
             return prepared
         case .failure(let failure):
-            RestartHandover.closeStored(activation, store: FileDescriptorStore(), reason: "gateway failed to start")
+            RestartHandover.closeStored(activation)
             exit(failure.status)
         }
     }

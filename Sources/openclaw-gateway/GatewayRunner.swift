@@ -246,7 +246,7 @@ struct GatewayService: Service {
         do {
             try await server.adopt(listeningSockets: acquired.listeners.map(\.fd))
         } catch {
-            RestartHandover.closeStored(acquired.stored, store: FileDescriptorStore(), reason: "gateway failed to start")
+            RestartHandover.closeStored(acquired.stored)
             throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")
         }
         let origin: String
