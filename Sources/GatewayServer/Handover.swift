@@ -220,18 +220,23 @@ extension GatewayServer {
             for action in carried.shutdown(reason: reason, restartExpectedMs: nil) {
                 switch action {
                 case .send(let text): bytes += rawFrame(opcode: 0x1, payload: Array(text.utf8))
-                case .close(let code, let why): bytes += rawFrame(opcode: 0x8, payload: [UInt8(code >> 8), UInt8(code & 0xFF)] + Array(why.utf8))
+                case .close(let code, let why): bytes += closeFrame(code: code, reason: why)
                 case .authenticationFailed: break
                 }
             }
         } else {
-            bytes = rawFrame(opcode: 0x8, payload: [0x03, 0xF4] + Array("service restart".utf8))
+            bytes = closeFrame(code: 1012, reason: "service restart")
         }
         // Best effort on a socket whose buffer is empty (its output was drained before the
         // handover); never block on a client that stopped reading.
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         close(fd)
+    }
+
+    /// A close frame: the status code, big-endian, then the reason (RFC 6455, 5.5.1).
+    private static func closeFrame(code: UInt16, reason: String) -> [UInt8] {
+        rawFrame(opcode: 0x8, payload: [UInt8(code >> 8), UInt8(code & 0xFF)] + Array(reason.utf8))
     }
 
     /// One unmasked server frame (RFC 6455, 5.2).

@@ -19,10 +19,10 @@ import Glibc
 /// Zero-disconnect restarts under systemd: live WebSocket sessions cross a restart in the
 /// service's file descriptor store.
 ///
-/// At SIGTERM, ``decide(logger:)`` asks systemd whether a restart is pending. Only then are the
+/// At SIGTERM, ``decide(store:)`` asks systemd whether a restart is pending. Only then are the
 /// sessions handed over: each socket goes into the store as `conn-<connId>`, their state as one
 /// memfd named `state`. On a stop (or when systemd cannot be asked, or keeps no store) clients are
-/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:logger:)``
+/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:token:logger:)``
 /// carries on what the store passed back (matched by name: the order is not stable), closes
 /// cleanly what it cannot carry on, and empties the store — before READY=1.
 public enum RestartHandover {
