@@ -142,7 +142,8 @@ public final class GatewayServer: Sendable {
     ) throws {
         let httpHandler = HTTPHandler(origins: origins)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
-        let boundHandlers = NIOLoopBound((httpHandler, idle), eventLoop: channel.eventLoop)
+        let gate = QuiesceGate()
+        let boundHandlers = NIOLoopBound((httpHandler, idle, gate), eventLoop: channel.eventLoop)
         let peer = channel.remoteAddress?.ipAddress ?? "?"
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.controlPlane.maxPayload,
@@ -167,16 +168,19 @@ public final class GatewayServer: Sendable {
                         rateLimiter: rateLimiter, peer: peer)
                 }
             })
-        try channel.pipeline.syncOperations.addHandler(QuiesceGate())
+        try channel.pipeline.syncOperations.addHandler(gate)
         try channel.pipeline.syncOperations.addHandler(idle)
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (
                 upgraders: [upgrader],
                 completionHandler: { context in
-                    // After the upgrade: no HTTP handler, and no header timeout (the handshake
-                    // timeout of the control plane takes over).
-                    context.pipeline.syncOperations.removeHandler(boundHandlers.value.0, promise: nil)
-                    context.pipeline.syncOperations.removeHandler(boundHandlers.value.1, promise: nil)
+                    // After the upgrade: no HTTP handler, no header timeout (the handshake
+                    // timeout of the control plane takes over), and no quiesce gate (the upgrade
+                    // request was read, so it would only pass every frame through).
+                    let (http, idle, gate) = boundHandlers.value
+                    for handler in [http, idle, gate] as [RemovableChannelHandler] {
+                        context.pipeline.syncOperations.removeHandler(handler, promise: nil)
+                    }
                 }
             ),
             withErrorHandling: true,
