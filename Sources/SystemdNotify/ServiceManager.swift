@@ -45,7 +45,7 @@ public struct ServiceManagerError: Error, Sendable, CustomStringConvertible {
     public let description: String
 }
 
-/// The service's file descriptor store (FileDescriptorStoreMax=, openclaw_sd_pid_notify_with_fds(3)): fds
+/// The service's file descriptor store (FileDescriptorStoreMax=, sd_pid_notify_with_fds(3)): fds
 /// systemd keeps while the service restarts and passes to the next process in LISTEN_FDS, named.
 public struct FileDescriptorStore: Sendable {
     public init() {}

@@ -6,7 +6,7 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// Tells the service manager how the gateway is doing (openclaw_sd_notify(3)): READY=1 with a STATUS once
+/// Tells the service manager how the gateway is doing (sd_notify(3)): READY=1 with a STATUS once
 /// every listener serves, STOPPING=1 when shutdown begins, WATCHDOG=1 while it lives.
 ///
 /// Without NOTIFY_SOCKET every call is a no-op; an unreachable socket is ignored (logged at debug),
