@@ -62,4 +62,5 @@ bench: deps
 	@[ ! $(RELEASE_ORDER_FILE) -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
+		--floor-server $(STATIC_BIN)/startup-floor \
 		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md

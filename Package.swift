@@ -106,6 +106,16 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // The bench's start-up floor: SwiftNIO + libsystemd and nothing else (not shipped).
+        .executableTarget(
+            name: "startup-floor",
+            dependencies: [
+                "CSystemdLoader",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),

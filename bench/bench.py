@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """`make bench`: the gateway's figures on a release build, side by side with a peer when given.
 
-  bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--runs 10] [--markdown FILE]
+  bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--floor-server PATH] [--runs 10] [--markdown FILE]
 
 Prints one table (median, p10, p90 over repeated runs; with --peer, the peer's median and the
 ratio ours/peer, both measured in the same run, alternating) and one `RESULT` line per figure.
 The load client is the project's own (`gateway-load`, SwiftNIO); the peer is only compared with.
+With --floor-server (`startup-floor`: SwiftNIO and libsystemd, nothing of the gateway) the start-up
+figures are also taken of that floor, to tell the gateway's own cost from the parts'.
 A benchmark, not a test: it asserts nothing beyond the runs themselves working.
 """
 
@@ -66,7 +68,7 @@ def load(tool, *args):
 # ---- one run of every figure for one subject ------------------------------------------------------
 
 
-def startup_figures(subject, tmp, figures, floor):
+def startup_figures(subject, tmp, figures, floor, floor_server):
     port = free_port()
     proc, notify, ready = start(subject, port, tmp)
     figures["ready_ms"].append(ready)
@@ -75,6 +77,10 @@ def startup_figures(subject, tmp, figures, floor):
     figures["dup_exit_ms"].append(ms)
     if floor:
         figures["floor_exit_ms"].append(timed_exit([floor, str(port)], env_for(tmp))[0])
+    if floor_server:
+        floor_proc, floor_notify, floor_ready = start(floor_server, free_port(), tmp)
+        figures["floor_ready_ms"].append(floor_ready)
+        stop(floor_proc, floor_notify)
     healthz(port)
     time.sleep(0.05)
     figures["idle_rss_kib"].append(rss_kib(proc.pid))
@@ -96,8 +102,12 @@ def startup_figures(subject, tmp, figures, floor):
     proc.wait(15)
 
 
-def activation_figures(subject, tmp, figures, load_tool):
-    for figure in ("activated_healthz_ms", "activated_hello_ms"):
+def activation_figures(subject, tmp, figures, load_tool, floor_server):
+    for figure in ("activated_healthz_ms", "activated_hello_ms", "floor_activated_healthz_ms"):
+        if figure == "floor_activated_healthz_ms":
+            if not floor_server:
+                continue
+            subject = floor_server
         port = free_port()
         argv = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=gateway", subject.binary, *subject.extra]
         proc = subprocess.Popen(argv, env=env_for(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -105,7 +115,7 @@ def activation_figures(subject, tmp, figures, load_tool):
         for line in proc.stderr:
             if b"Listening on" in line:
                 break
-        if figure == "activated_healthz_ms":
+        if figure != "activated_hello_ms":
             t0 = time.perf_counter()
             assert healthz(port)
             figures[figure].append((time.perf_counter() - t0) * 1000)
@@ -146,9 +156,24 @@ def load_figures(subject, tmp, figures, load_tool, hold_conns):
     stop(proc, notify)
 
 
-FIGURES = ["dup_exit_ms", "floor_exit_ms", "ready_ms", "first_healthz_ms", "activated_healthz_ms",
-           "activated_hello_ms", "sigterm_port_free_ms", "sigterm_exit_ms", "health_rps", "health_p50_us",
+FIGURES = ["dup_exit_ms", "floor_exit_ms", "ready_ms", "floor_ready_ms", "first_healthz_ms", "activated_healthz_ms",
+           "floor_activated_healthz_ms", "activated_hello_ms", "sigterm_port_free_ms", "sigterm_exit_ms", "health_rps", "health_p50_us",
            "health_p99_us", "churn_conns_per_s", "idle_rss_kib", "rss_10k_idle_kib", "rss_per_conn_kib"]
+
+
+def floor_lines(results, peer):
+    """The start-up floor (startup-floor: SwiftNIO's event loops and libsystemd, nothing of the
+    gateway) against the gateway and, with a peer, against the peer: a ratio goal below the
+    floor's own ratio cannot be met by any gateway built on these parts."""
+    out = []
+    for figure, floor_figure in (("ready_ms", "floor_ready_ms"), ("activated_healthz_ms", "floor_activated_healthz_ms")):
+        ours = statistics.median(results["ours"][figure])
+        fl = statistics.median(results["ours"][floor_figure])
+        line = f"{figure}: gateway {ours:.2f} ms = floor {fl:.2f} ms + {ours - fl:.2f} ms"
+        if peer and results["peer"][figure]:
+            line += f"; floor / peer {fl / statistics.median(results['peer'][figure]):.2f}x"
+        out.append(line)
+    return out
 
 
 def symbol_order_line(binary):
@@ -166,6 +191,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--load", required=True)
     ap.add_argument("--peer")
+    ap.add_argument("--floor-server", help="startup-floor: SwiftNIO + libsystemd and nothing else")
     ap.add_argument("--runs", type=int, default=10, help="runs of the start-up figures")
     ap.add_argument("--load-runs", type=int, default=3, help="runs of the load figures")
     ap.add_argument("--clients", type=int, default=1000)
@@ -178,6 +204,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateways inherit it, as under a unit
     tmp = tempfile.mkdtemp(prefix="bench-")
     floor = build_floor(tmp)
+    floor_server = Subject("floor", args.floor_server, []) if args.floor_server else None
     subjects = [Subject("ours", args.bin, [])]
     if args.peer:
         subjects.append(Subject("peer", args.peer, []))
@@ -185,14 +212,14 @@ def main():
 
     for i in range(args.runs):
         for s in (subjects if i % 2 == 0 else subjects[::-1]):
-            startup_figures(s, tmp, results[s.name], floor)
-            activation_figures(s, tmp, results[s.name], args.load)
+            startup_figures(s, tmp, results[s.name], floor, floor_server)
+            activation_figures(s, tmp, results[s.name], args.load, floor_server)
             sigterm_figures(s, tmp, results[s.name], args.clients)
     for i in range(args.load_runs):
         for s in (subjects if i % 2 == 0 else subjects[::-1]):
             load_figures(s, tmp, results[s.name], args.load, args.hold)
 
-    head = f"{'figure':<22}{'median':>11}{'p10':>11}{'p90':>11}"
+    head = f"{'figure':<28}{'median':>11}{'p10':>11}{'p90':>11}"
     if args.peer:
         head += f"{'peer':>11}{'ratio':>8}"
     lines = [f"openclaw-gateway figures, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores;"
@@ -204,7 +231,7 @@ def main():
         if not ours:
             continue
         med, p10, p90 = quantiles(ours)
-        row = f"{f:<22}{med:>11.2f}{p10:>11.2f}{p90:>11.2f}"
+        row = f"{f:<28}{med:>11.2f}{p10:>11.2f}{p90:>11.2f}"
         extra = ""
         if args.peer and results["peer"][f]:
             peer_med = statistics.median(results["peer"][f])
@@ -216,6 +243,8 @@ def main():
     dup = statistics.median(results["ours"]["dup_exit_ms"])
     fl = statistics.median(results["ours"]["floor_exit_ms"])
     lines.append(f"duplicate refused / minimal static Swift bind-and-exit: {dup / fl:.2f}x")
+    if floor_server:
+        lines.extend(floor_lines(results, args.peer))
     lines.append(symbol_order_line(args.bin))
     print("\n".join(lines))
     print("\n".join(machine))
