@@ -117,10 +117,17 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: maxBuffered / 2, high: maxBuffered))
+            .serverChannelInitializer { channel in
+                // Before NIO's accept handler: every connection is counted, and judged against
+                // the cap, in the order the listener accepts them.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionAdmission(connections: connections, maxConnections: configuration.maxConnections))
+                }
+            }
             .childChannelInitializer { channel in
-                connections.add(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    if connections.count > configuration.maxConnections {
+                channel.eventLoop.makeCompletedFuture {
+                    if connections.isBeyondCap(channel) {
                         try channel.pipeline.syncOperations.addHandler(ServiceUnavailableHandler())
                         return
                     }
@@ -216,18 +223,55 @@ public final class GatewayServer: Sendable {
 
 /// Every open client connection, so shutdown can reach them all.
 final class ConnectionRegistry: Sendable {
-    private let channels = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+    private struct Entry {
+        let channel: Channel
+        /// Accepted while the cap was reached: answered 503 and closed.
+        let beyondCap: Bool
+    }
 
-    func add(_ channel: Channel) {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+
+    /// Counts `channel` as open until it closes; `maxConnections` marks it beyond the cap when as
+    /// many are open already.
+    func add(_ channel: Channel, maxConnections: Int = .max) {
         let key = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[key] = channel }
+        channels.withLockedValue { open in
+            let beyondCap = open.count >= maxConnections
+            open[key] = Entry(channel: channel, beyondCap: beyondCap)
+        }
         channel.closeFuture.whenComplete { [self] _ in
             _ = channels.withLockedValue { $0.removeValue(forKey: key) }
         }
     }
 
-    var all: [Channel] { channels.withLockedValue { Array($0.values) } }
+    func isBeyondCap(_ channel: Channel) -> Bool {
+        channels.withLockedValue { $0[ObjectIdentifier(channel)]?.beyondCap ?? false }
+    }
+
+    var all: [Channel] { channels.withLockedValue { $0.values.map(\.channel) } }
     var count: Int { channels.withLockedValue { $0.count } }
+}
+
+/// On a listening socket, ahead of NIO's accept handler: registers each accepted connection when
+/// it is accepted, in accept order, on the listener's loop. Counted later — in the connection's
+/// initializer, on whichever loop it was given — a connection could be judged against the cap
+/// before one accepted earlier, and shutdown could miss a connection accepted but not yet set up
+/// (closing the listeners waits for this loop, so every accepted connection is registered by then).
+final class ConnectionAdmission: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Channel
+
+    let connections: ConnectionRegistry
+    let maxConnections: Int
+
+    init(connections: ConnectionRegistry, maxConnections: Int) {
+        self.connections = connections
+        self.maxConnections = maxConnections
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connections.add(unwrapInboundIn(data), maxConnections: maxConnections)
+        context.fireChannelRead(data)
+    }
 }
 
 /// Logs what goes wrong on a listening socket (accept errors: EMFILE and the like) instead of
