@@ -81,8 +81,25 @@ public final class GatewayServer: Sendable {
             defer { channels = [] }
             return channels
         }
+        // Stop accepting, then let every connection accepted so far finish its setup before the
+        // listeners close: NIO sets a connection up on its own loop and hands it back to the
+        // listener's loop, and closes it, unanswered, when the listener closed in between.
+        for channel in channels {
+            try? await channel.setOption(.autoRead, value: false).get()
+        }
+        await settleAcceptedConnections()
         for channel in channels {
             try? await channel.close()
+        }
+    }
+
+    /// Two rounds over every loop: the first runs the setup of each connection accepted before,
+    /// the second the hop that hands it back to its listener.
+    private func settleAcceptedConnections() async {
+        for _ in 0..<2 {
+            for loop in group.makeIterator() {
+                try? await loop.submit {}.get()
+            }
         }
     }
 
