@@ -60,17 +60,26 @@ public final class GatewayServer: Sendable {
     /// Open client connections (HTTP and WebSocket).
     public var connectionCount: Int { connections.count }
 
-    /// Adopts listening sockets. Ownership of each fd passes to the server, which closes it.
-    public func adopt(listeningSockets fds: [Int32]) async throws {
-        for fd in fds {
-            let channel = try await makeBootstrap().withBoundSocket(fd).get()
-            // Last in the pipeline, behind NIO's accept handler, which forwards what fails there.
-            try await channel.pipeline.addHandler(AcceptErrorLogger(logger: logger), position: .last).get()
-            serverChannels.withLockedValue { $0.append(channel) }
-            // NIO listen()s an adopted socket with a backlog of 128; restore ours.
-            if Glibc.listen(fd, configuration.backlog) != 0 {
-                logger.warning("could not restore the listen backlog on fd \(fd): \(String(cString: strerror(errno)))")
+    /// Starts serving listening sockets and returns at once: each is registered on its event loop
+    /// right away, so a connection waiting in the backlog is answered without waiting for the
+    /// caller's next steps. The future succeeds once every socket serves, or fails with the first
+    /// error. Ownership of each fd passes to the server, which closes it.
+    public func adopt(listeningSockets fds: [Int32]) -> EventLoopFuture<Void> {
+        let adopted = fds.map { fd in
+            makeBootstrap().withBoundSocket(fd).flatMap { channel in
+                // On the channel's loop: last in the pipeline, behind NIO's accept handler, which
+                // forwards what fails there.
+                channel.pipeline.addHandler(AcceptErrorLogger(logger: self.logger), position: .last).map {
+                    self.serverChannels.withLockedValue { $0.append(channel) }
+                    // NIO listen()s an adopted socket with a backlog of 128; restore ours.
+                    if Glibc.listen(fd, self.configuration.backlog) != 0 {
+                        self.logger.warning("could not restore the listen backlog on fd \(fd): \(String(cString: strerror(errno)))")
+                    }
+                }
             }
+        }
+        return EventLoopFuture.whenAllComplete(adopted, on: group.next()).flatMapThrowing { results in
+            for case .failure(let error) in results { throw error }
         }
     }
 

@@ -169,12 +169,31 @@ struct PreparedGateway: Sendable {
     let server: ServerConfiguration
     let logger: Logger
 
-    /// 3. The server, on the fds the lock handed over; READY once every one serves. Returns the
-    /// exit status.
-    func run() async -> Int32 {
+    /// 3. The server, on the fds the lock handed over. On the main thread, before Swift
+    /// concurrency starts: the event loops take the listeners at once, so a connection already
+    /// waiting (the one that made systemd start us) is answered while the lifecycle gets going
+    /// (its thread pool, signal handlers and service group take about 0.6 ms here).
+    func serve() -> ServingGateway {
         raiseFileLimit()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = GatewayServer(group: group, configuration: self.server, logger: logger)
+        let adoption = server.adopt(listeningSockets: acquired.listeners.map(\.fd))
+        return ServingGateway(prepared: self, group: group, server: server, adoption: adoption)
+    }
+}
+
+/// The gateway while its event loops serve: 4. the lifecycle (READY once every listener serves,
+/// the watchdog, graceful shutdown on SIGTERM/SIGINT).
+struct ServingGateway: Sendable {
+    let prepared: PreparedGateway
+    let group: MultiThreadedEventLoopGroup
+    let server: GatewayServer
+    /// Succeeds once every listener serves (``GatewayServer/adopt(listeningSockets:)``).
+    let adoption: EventLoopFuture<Void>
+
+    /// Runs until shutdown; returns the exit status.
+    func run() async -> Int32 {
+        let logger = prepared.logger
         let notifier = SystemdNotifier(logger: logger)
         // ServiceGroup shuts services down in reverse order: the gateway first, the watchdog last.
         // Each gets a name: without one ServiceLifecycle names it "\(service)", which reflects the
@@ -191,8 +210,8 @@ struct PreparedGateway: Sendable {
         services.append(
             .init(
                 service: GatewayService(
-                    server: server, acquired: acquired, configuration: configuration,
-                    notifier: notifier, logger: logger),
+                    server: server, adoption: adoption, acquired: prepared.acquired,
+                    configuration: prepared.configuration, notifier: notifier, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup,
                 serviceName: "gateway"))
@@ -230,6 +249,7 @@ func raiseFileLimit() {
 /// Serves until graceful shutdown, then closes listeners first and connections after.
 struct GatewayService: Service {
     let server: GatewayServer
+    let adoption: EventLoopFuture<Void>
     let acquired: GatewayLock.Acquired
     let configuration: GatewayConfiguration
     let notifier: SystemdNotifier
@@ -244,7 +264,7 @@ struct GatewayService: Service {
 
     func run() async throws {
         do {
-            try await server.adopt(listeningSockets: acquired.listeners.map(\.fd))
+            try await adoption.get()
         } catch {
             RestartHandover.closeStored(acquired.stored)
             throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")

@@ -14,8 +14,10 @@ let activation = SystemdActivation.takeFromEnvironment()
 // purpose: an `await` at top level would make this an async main, which runs on Swift's thread pool.
 let gateway = GatewayCommandLine.prepare(arguments: Array(CommandLine.arguments.dropFirst()), activation: activation)
 
-// Only now the threads: SwiftNIO's event loops and Swift concurrency.
+// Only now the threads: SwiftNIO's event loops, which serve the listeners at once, then Swift
+// concurrency, which runs the lifecycle.
+let serving = gateway.serve()
 Task.detached {
-    exit(await gateway.run())
+    exit(await serving.run())
 }
 dispatchMain()
