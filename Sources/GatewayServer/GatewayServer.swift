@@ -90,27 +90,25 @@ public final class GatewayServer: Sendable {
             defer { channels = [] }
             return channels
         }
-        // Stop accepting, then let every connection accepted so far finish its setup before the
-        // listeners close: NIO sets a connection up on its own loop and hands it back to the
-        // listener's loop, and closes it, unanswered, when the listener closed in between.
-        for channel in channels {
-            try? await channel.setOption(.autoRead, value: false).get()
+        // Each listener stops accepting, waits until every connection it accepted is set up, and
+        // closes: NIO sets a connection up on the loop it is given, hands it back to the listener's
+        // loop, and closes it unanswered when the listener closed in between. All of it on the
+        // listener's loop: one round trip, as a plain close.
+        let closed = channels.map { channel in
+            channel.setOption(.autoRead, value: false).flatMap {
+                self.connections.whenAcceptedAreSetUp(on: channel.eventLoop, within: Self.setUpWait)
+            }.flatMap {
+                channel.close()
+            }
         }
-        await settleAcceptedConnections()
-        for channel in channels {
-            try? await channel.close()
+        for future in closed {
+            try? await future.get()
         }
     }
 
-    /// Two rounds over every loop: the first runs the setup of each connection accepted before,
-    /// the second the hop that hands it back to its listener.
-    private func settleAcceptedConnections() async {
-        for _ in 0..<2 {
-            for loop in group.makeIterator() {
-                try? await loop.submit {}.get()
-            }
-        }
-    }
+    /// How long closing a listener waits for the connections it accepted to be set up (a setup
+    /// takes microseconds; this only bounds a setup that never ends).
+    static let setUpWait: TimeAmount = .milliseconds(100)
 
     /// Asks every open connection to finish (WebSockets: close 1012 "service restart"; HTTP: after
     /// the response in flight) and waits until all are closed or `gracePeriod` has passed, when the
@@ -153,6 +151,7 @@ public final class GatewayServer: Sendable {
             }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SetUpNotice(connections: connections))
                     if connections.isBeyondCap(channel) {
                         try channel.pipeline.syncOperations.addHandler(ServiceUnavailableHandler())
                         return
@@ -247,42 +246,121 @@ public final class GatewayServer: Sendable {
     }
 }
 
-/// Every open client connection, so shutdown can reach them all.
+/// Every open client connection, so shutdown can reach them all, and which of those a listener
+/// accepted that are not set up yet.
 final class ConnectionRegistry: Sendable {
     private struct Entry {
         let channel: Channel
         /// Accepted while the cap was reached: answered 503 and closed.
         let beyondCap: Bool
+        /// Accepted, not yet active: NIO is still setting it up.
+        var settingUp: Bool
     }
 
-    private let channels = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+    private struct State {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var settingUp = 0
+        /// Waiting for `settingUp` to reach 0.
+        var waiters: [EventLoopPromise<Void>] = []
 
-    /// Counts `channel` as open until it closes; `maxConnections` marks it beyond the cap when as
-    /// many are open already.
-    func add(_ channel: Channel, maxConnections: Int = .max) {
+        /// `entry` is set up or gone; the waiters to complete when it was the last one.
+        mutating func settled(_ entry: Entry?) -> [EventLoopPromise<Void>] {
+            guard let entry, entry.settingUp else { return [] }
+            settingUp -= 1
+            guard settingUp == 0 else { return [] }
+            defer { waiters = [] }
+            return waiters
+        }
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// A connection a listener accepted: counted as open until it closes, and as being set up
+    /// until ``setUp(_:)``. It is beyond the cap when `maxConnections` are open already.
+    func admit(_ channel: Channel, maxConnections: Int) {
+        insert(channel, settingUp: true, maxConnections: maxConnections)
+    }
+
+    /// A connection that did not come from a listener (a session handed over by a restart).
+    func add(_ channel: Channel) {
+        insert(channel, settingUp: false, maxConnections: .max)
+    }
+
+    private func insert(_ channel: Channel, settingUp: Bool, maxConnections: Int) {
         let key = ObjectIdentifier(channel)
-        channels.withLockedValue { open in
-            let beyondCap = open.count >= maxConnections
-            open[key] = Entry(channel: channel, beyondCap: beyondCap)
+        state.withLockedValue { state in
+            let beyondCap = state.entries.count >= maxConnections
+            state.entries[key] = Entry(channel: channel, beyondCap: beyondCap, settingUp: settingUp)
+            if settingUp { state.settingUp += 1 }
         }
         channel.closeFuture.whenComplete { [self] _ in
-            _ = channels.withLockedValue { $0.removeValue(forKey: key) }
+            let waiters = state.withLockedValue { state in
+                let entry = state.entries.removeValue(forKey: key)
+                return state.settled(entry)
+            }
+            for waiter in waiters { waiter.succeed() }
         }
+    }
+
+    /// `channel` is active: NIO has handed it back to its listener and registered it.
+    func setUp(_ channel: Channel) {
+        let waiters = state.withLockedValue { state -> [EventLoopPromise<Void>] in
+            let key = ObjectIdentifier(channel)
+            let entry = state.entries[key]
+            state.entries[key]?.settingUp = false
+            return state.settled(entry)
+        }
+        for waiter in waiters { waiter.succeed() }
+    }
+
+    /// Succeeds on `loop` once no accepted connection is being set up, or after `limit`.
+    func whenAcceptedAreSetUp(on loop: EventLoop, within limit: TimeAmount) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let idle = state.withLockedValue { state -> Bool in
+            if state.settingUp == 0 { return true }
+            state.waiters.append(promise)
+            return false
+        }
+        if idle {
+            promise.succeed()
+        } else {
+            let timeout = loop.scheduleTask(in: limit) { promise.succeed() }  // a second success is ignored
+            promise.futureResult.whenComplete { _ in timeout.cancel() }
+        }
+        return promise.futureResult
     }
 
     func isBeyondCap(_ channel: Channel) -> Bool {
-        channels.withLockedValue { $0[ObjectIdentifier(channel)]?.beyondCap ?? false }
+        state.withLockedValue { $0.entries[ObjectIdentifier(channel)]?.beyondCap ?? false }
     }
 
-    var all: [Channel] { channels.withLockedValue { $0.values.map(\.channel) } }
-    var count: Int { channels.withLockedValue { $0.count } }
+    var all: [Channel] { state.withLockedValue { $0.entries.values.map(\.channel) } }
+    var count: Int { state.withLockedValue { $0.entries.count } }
+}
+
+/// First in every accepted connection's pipeline: tells the registry when the connection becomes
+/// active (NIO has handed it back to its listener), then leaves the pipeline.
+final class SetUpNotice: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    let connections: ConnectionRegistry
+
+    init(connections: ConnectionRegistry) {
+        self.connections = connections
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connections.setUp(context.channel)
+        context.fireChannelActive()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
 }
 
 /// On a listening socket, ahead of NIO's accept handler: registers each accepted connection when
 /// it is accepted, in accept order, on the listener's loop. Counted later — in the connection's
 /// initializer, on whichever loop it was given — a connection could be judged against the cap
 /// before one accepted earlier, and shutdown could miss a connection accepted but not yet set up
-/// (closing the listeners waits for this loop, so every accepted connection is registered by then).
+/// (closing a listener happens on this loop, so every connection it accepted is registered by then).
 final class ConnectionAdmission: ChannelInboundHandler, Sendable {
     typealias InboundIn = Channel
 
@@ -295,7 +373,7 @@ final class ConnectionAdmission: ChannelInboundHandler, Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connections.add(unwrapInboundIn(data), maxConnections: maxConnections)
+        connections.admit(unwrapInboundIn(data), maxConnections: maxConnections)
         context.fireChannelRead(data)
     }
 }
