@@ -195,3 +195,24 @@ def test_a_request_sent_as_shutdown_begins_is_still_answered(gateways):
     s.close()
     assert data.startswith(b"HTTP/1.1 200"), data
     assert gw.wait() == 0
+
+
+def test_the_event_loop_threads_leave_sigterm_and_sigint_to_the_lifecycle(gateways):
+    """The loops start on the main thread: they must not inherit its open signal mask, or a
+    SIGTERM could land on a loop instead of the shutdown handler's thread."""
+    gw = gateways(["--port", str(free_port())])
+    gw.wait_ready()
+    loops = {}
+    for task in os.listdir(f"/proc/{gw.pid}/task"):
+        with open(f"/proc/{gw.pid}/task/{task}/comm") as f:
+            name = f.read().strip()
+        if name.startswith("NIO-ELT"):
+            with open(f"/proc/{gw.pid}/task/{task}/status") as f:
+                blocked = int(next(l for l in f if l.startswith("SigBlk:")).split()[1], 16)
+            loops[name] = blocked
+    assert loops, "no event loop threads found"
+    for name, blocked in loops.items():
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            assert blocked & (1 << (sig - 1)), f"{name} takes {sig.name}"
+        assert not blocked & (1 << (signal.SIGSEGV - 1)), f"{name} blocks SIGSEGV"
+    assert gw.stop() == 0

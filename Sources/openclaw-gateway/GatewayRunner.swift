@@ -175,7 +175,10 @@ struct PreparedGateway: Sendable {
     /// (its thread pool, signal handlers and service group take about 0.6 ms here).
     func serve() -> ServingGateway {
         raiseFileLimit()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        // The loops' threads take no process signal: they start from the main thread, whose mask
+        // they would inherit, and SIGTERM/SIGINT belong to ServiceLifecycle's handler (Dispatch's
+        // own threads block them the same way).
+        let group = withProcessSignalsBlocked { MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount) }
         let server = GatewayServer(group: group, configuration: self.server, logger: logger)
         let adoption = server.adopt(listeningSockets: acquired.listeners.map(\.fd))
         return ServingGateway(prepared: self, group: group, server: server, adoption: adoption)
@@ -234,6 +237,21 @@ struct ServingGateway: Sendable {
         try? await group.shutdownGracefully()
         return status
     }
+}
+
+/// Runs `body` with every asynchronous signal blocked in this thread, so the threads it starts
+/// inherit that mask; the synchronous ones (a fault, SIGSYS) stay deliverable for the crash
+/// handler, as in Swift's own thread pool.
+func withProcessSignalsBlocked<T>(_ body: () -> T) -> T {
+    var blocked = sigset_t()
+    sigfillset(&blocked)
+    for signal in [SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV, SIGPIPE, SIGPROF, SIGSYS] {
+        sigdelset(&blocked, signal)
+    }
+    var previous = sigset_t()
+    pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    return body()
 }
 
 /// Each connection is an fd: raise the soft RLIMIT_NOFILE to the hard limit, as daemons do (the
