@@ -91,7 +91,11 @@ def build_floor(tmp):
 
 
 def wait_bindable(port):
-    """Spins until 127.0.0.1:port can be bound the way the next gateway would (SO_REUSEADDR)."""
+    """Waits until 127.0.0.1:port can be bound the way the next gateway would (SO_REUSEADDR),
+    trying every 0.1 ms. Not a spin: on two cores a spinning waiter holds one of them, and the
+    figure then measured where the scheduler put the threads of the process being timed: two
+    builds whose shutdowns differ by a few thread hops gave medians of 0.75 and 2.4 ms with p90s
+    up to 8 ms, and 0.87 and 0.94 ms (p90 1.2 and 1.7 ms) waited for this way (20 runs each)."""
     while True:
         try:
             with socket.socket() as s:
@@ -100,4 +104,4 @@ def wait_bindable(port):
                 s.listen(1)
             return
         except OSError:
-            pass
+            time.sleep(0.0001)
