@@ -122,7 +122,11 @@ let package = Package(
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
         .testTarget(
             name: "GatewayServerTests",
-            dependencies: ["GatewayServer", .product(name: "NIOEmbedded", package: "swift-nio")]),
+            dependencies: [
+                "GatewayServer",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
         .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer"]),
     ],
     swiftLanguageModes: [.v6]
