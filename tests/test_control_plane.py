@@ -9,6 +9,7 @@ import pathlib
 import signal
 import socket
 import struct
+import time
 
 import jsonschema
 import pytest
@@ -415,6 +416,11 @@ def test_hostile_input_leaves_the_gateway_serving_with_bounded_memory(gateways):
     dropped = False
     try:
         for _ in range(200000):
+            s.sendall(request)
+        # A fast server takes every request into the socket buffers and drops the client just
+        # after the last send returns; keep sending (still never reading) until a send fails.
+        for _ in range(100):
+            time.sleep(0.05)
             s.sendall(request)
     except (BrokenPipeError, ConnectionResetError):
         dropped = True
