@@ -58,8 +58,8 @@ include packaging/release.mk
 STATIC_BIN := $(STATIC_SCRATCH)/release
 # PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
 bench: deps
-	@# a changed symbol order does not change the link command: relink by hand
-	@[ ! $(RELEASE_ORDER_FILE) -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway
+	@# a changed symbol order or export list does not change the link command: relink by hand
+	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \

@@ -58,6 +58,9 @@ dynamic=$(readelf -d "$unpacked/usr/bin/openclaw-gateway")
 for want in 'Flags: NOW PIE' '(RELR)'; do
   grep -qF "$want" <<<"$dynamic" || { echo "e2e: the packaged binary lacks '$want' in its dynamic section" >&2; exit 1; }
 done
+# ... and exporting main only (packaging/openclaw-gateway.exports): its dynamic symbols are its imports
+exported=$(readelf --dyn-syms -W "$unpacked/usr/bin/openclaw-gateway" | awk '$7 != "UND" && $8 != "" && $5 == "GLOBAL"' | wc -l)
+[ "$exported" -le 2 ] || { echo "e2e: the packaged binary exports $exported symbols, not main alone" >&2; exit 1; }
 rm -rf "$unpacked"
 
 # ---- boot, run the checks, power off
