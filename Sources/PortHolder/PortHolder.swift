@@ -81,7 +81,10 @@ public enum PortHolder {
                 guard fields.count > 9, fields[3] == "0A",  // TCP_LISTEN
                     let colon = fields[1].lastIndex(of: ":"),
                     let localPort = Int(fields[1][fields[1].index(after: colon)...], radix: 16), localPort == port,
-                    let uid = UInt32(fields[7]), let inode = UInt64(fields[9])
+                    let uid = UInt32(fields[7]), let inode = UInt64(fields[9]),
+                    // The kernel reads the table out in chunks while it changes: a socket can be
+                    // listed twice.
+                    !found.contains(where: { $0.inode == inode })
                 else { continue }
                 found.append(ListeningSocket(inode: inode, uid: uid))
             }
