@@ -253,21 +253,18 @@ final class ConnectionRegistry: Sendable {
         let channel: Channel
         /// Accepted while the cap was reached: answered 503 and closed.
         let beyondCap: Bool
-        /// Accepted, not yet active: NIO is still setting it up.
-        var settingUp: Bool
     }
 
     private struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
-        var settingUp = 0
-        /// Waiting for `settingUp` to reach 0.
+        /// Accepted, not yet active: NIO is still setting them up.
+        var settingUp: Set<ObjectIdentifier> = []
+        /// Waiting for `settingUp` to empty.
         var waiters: [EventLoopPromise<Void>] = []
 
-        /// `entry` is set up or gone; the waiters to complete when it was the last one.
-        mutating func settled(_ entry: Entry?) -> [EventLoopPromise<Void>] {
-            guard let entry, entry.settingUp else { return [] }
-            settingUp -= 1
-            guard settingUp == 0 else { return [] }
+        /// `key` is set up or gone; the waiters to complete when it was the last one being set up.
+        mutating func settled(_ key: ObjectIdentifier) -> [EventLoopPromise<Void>] {
+            guard settingUp.remove(key) != nil, settingUp.isEmpty else { return [] }
             defer { waiters = [] }
             return waiters
         }
@@ -290,13 +287,13 @@ final class ConnectionRegistry: Sendable {
         let key = ObjectIdentifier(channel)
         state.withLockedValue { state in
             let beyondCap = state.entries.count >= maxConnections
-            state.entries[key] = Entry(channel: channel, beyondCap: beyondCap, settingUp: settingUp)
-            if settingUp { state.settingUp += 1 }
+            state.entries[key] = Entry(channel: channel, beyondCap: beyondCap)
+            if settingUp { state.settingUp.insert(key) }
         }
         channel.closeFuture.whenComplete { [self] _ in
             let waiters = state.withLockedValue { state in
-                let entry = state.entries.removeValue(forKey: key)
-                return state.settled(entry)
+                state.entries.removeValue(forKey: key)
+                return state.settled(key)
             }
             for waiter in waiters { waiter.succeed() }
         }
@@ -304,12 +301,7 @@ final class ConnectionRegistry: Sendable {
 
     /// `channel` is active: NIO has handed it back to its listener and registered it.
     func setUp(_ channel: Channel) {
-        let waiters = state.withLockedValue { state -> [EventLoopPromise<Void>] in
-            let key = ObjectIdentifier(channel)
-            let entry = state.entries[key]
-            state.entries[key]?.settingUp = false
-            return state.settled(entry)
-        }
+        let waiters = state.withLockedValue { $0.settled(ObjectIdentifier(channel)) }
         for waiter in waiters { waiter.succeed() }
     }
 
@@ -317,7 +309,7 @@ final class ConnectionRegistry: Sendable {
     func whenAcceptedAreSetUp(on loop: EventLoop, within limit: TimeAmount) -> EventLoopFuture<Void> {
         let promise = loop.makePromise(of: Void.self)
         let idle = state.withLockedValue { state -> Bool in
-            if state.settingUp == 0 { return true }
+            if state.settingUp.isEmpty { return true }
             state.waiters.append(promise)
             return false
         }
