@@ -102,27 +102,34 @@ def startup_figures(subject, tmp, figures, floor, floor_server):
     proc.wait(15)
 
 
+def under_activation(subject, tmp, measure):
+    """`subject` under systemd-socket-activate, which execs it on the first connection; returns what
+    `measure(port)` returns for that first connection."""
+    port = free_port()
+    argv = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=gateway", subject.binary, *subject.extra]
+    proc = subprocess.Popen(argv, env=env_for(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    for line in proc.stderr:
+        if b"Listening on" in line:
+            break
+    result = measure(port)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    return result
+
+
+def timed_healthz(port):
+    t0 = time.perf_counter()
+    assert healthz(port)
+    return (time.perf_counter() - t0) * 1000
+
+
 def activation_figures(subject, tmp, figures, load_tool, floor_server):
-    for figure in ("activated_healthz_ms", "activated_hello_ms", "floor_activated_healthz_ms"):
-        if figure == "floor_activated_healthz_ms":
-            if not floor_server:
-                continue
-            subject = floor_server
-        port = free_port()
-        argv = [ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=gateway", subject.binary, *subject.extra]
-        proc = subprocess.Popen(argv, env=env_for(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        for line in proc.stderr:
-            if b"Listening on" in line:
-                break
-        if figure != "activated_hello_ms":
-            t0 = time.perf_counter()
-            assert healthz(port)
-            figures[figure].append((time.perf_counter() - t0) * 1000)
-        else:
-            figures[figure].append(load(load_tool, "hello", "--port", str(port))["hello_ms"])
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
+    figures["activated_healthz_ms"].append(under_activation(subject, tmp, timed_healthz))
+    figures["activated_hello_ms"].append(
+        under_activation(subject, tmp, lambda port: load(load_tool, "hello", "--port", str(port))["hello_ms"]))
+    if floor_server:
+        figures["floor_activated_healthz_ms"].append(under_activation(floor_server, tmp, timed_healthz))
 
 
 def sigterm_figures(subject, tmp, figures, clients):
