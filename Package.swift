@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "openclaw-gateway",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "openclaw-gateway", targets: ["openclaw-gateway"])
     ],

@@ -39,11 +39,16 @@ def frame(text):
     return data
 
 
-def connect_request(req_id="c1", token=None, min_protocol=4, max_protocol=4):
+def connect_request(req_id="c1", token=None, min_protocol=4, max_protocol=4, scopes=("operator.read",), role=None,
+                    client_id="pytest"):
     params = {"minProtocol": min_protocol, "maxProtocol": max_protocol,
-              "client": {"id": "pytest", "version": "1.0", "platform": "linux", "mode": "cli"}}
+              "client": {"id": client_id, "version": "1.0", "platform": "linux", "mode": "cli"}}
     if token is not None:
         params["auth"] = {"token": token}
+    if scopes is not None:
+        params["scopes"] = list(scopes)
+    if role is not None:
+        params["role"] = role
     return json.dumps({"type": "req", "id": req_id, "method": "connect", "params": params})
 
 
@@ -84,7 +89,7 @@ def test_handshake_health_status_ticks_and_shutdown(gateways):
         assert hello["protocol"] == 4 and hello["snapshot"]["authMode"] == "none"
         assert {"health", "status"} <= set(hello["features"]["methods"])
         assert {"tick", "shutdown"} <= set(hello["features"]["events"])
-        assert "auth" not in hello
+        assert hello["auth"] == {"role": "operator", "scopes": ["operator.read"]}
         health = await request(ws, "h1", "health")
         assert health["ok"] is True and health["payload"]["status"] == "live"
         status = (await request(ws, "s1", "status"))["payload"]
@@ -157,10 +162,17 @@ def test_a_token_is_required_when_configured(gateways):
     gw, port = start(gateways, env={"OPENCLAW_GATEWAY_TOKEN": "s3cret"})
 
     async def scenario():
-        ws, hello = await handshake(port, token="s3cret")
-        assert hello["snapshot"]["authMode"] == "token"
-        await ws.close()
-    run(scenario())
+        outcomes = {}
+        for token in ["wrong", None, "s3cret"]:
+            ws = await ws_connect(port)
+            frame(await ws.recv())
+            await ws.send(connect_request(token=token))
+            reply = frame(await ws.recv())
+            outcomes[token] = (reply["ok"], reply["payload"]["snapshot"]["authMode"] if reply["ok"] else None)
+            await ws.close()
+        return outcomes
+    # Only the configured token gets hello-ok, and it says the gateway wants one.
+    assert run(scenario()) == {"wrong": (False, None), None: (False, None), "s3cret": (True, "token")}
 
 
 # ---- 2. every rejection -------------------------------------------------------------------------
@@ -187,13 +199,26 @@ def test_a_protocol_range_without_4_is_invalid_request_then_1002(gateways):
     assert frames[0]["ok"] is False and frames[0]["error"]["code"] == "INVALID_REQUEST"
 
 
-@pytest.mark.parametrize("token", ["wrong", "", None])
-def test_a_wrong_or_missing_token_is_unauthorized_then_1008(gateways, token):
+@pytest.mark.parametrize("token,detail,reason", [("wrong", "AUTH_TOKEN_MISMATCH", "token_mismatch"),
+                                                  ("", "AUTH_TOKEN_MISSING", "token_missing"),
+                                                  (None, "AUTH_TOKEN_MISSING", "token_missing")])
+def test_a_wrong_or_missing_token_gets_upstreams_detail_code_then_1008(gateways, token, detail, reason):
     _, port = start(gateways, "--token", "s3cret")
-    code, frames = run(_first_then_close(port, connect_request(token=token)))
-    assert code == 1008
-    assert frames[0]["error"]["code"] == "UNAUTHORIZED"
-    assert frames[0]["error"]["details"]["code"] == "AUTH_TOKEN_MISMATCH"
+
+    async def scenario():
+        ws = await ws_connect(port)
+        frame(await ws.recv())
+        await ws.send(connect_request(token=token))
+        code, why, frames = await close_of(ws)
+        return code, why, [frame(f) for f in frames]
+    code, why, frames = run(scenario())
+    error = frames[0]["error"]
+    assert error["code"] == "INVALID_REQUEST"  # upstream's ErrorCodes have no UNAUTHORIZED
+    assert error["details"] == {"code": detail, "authReason": reason, "canRetryWithDeviceToken": False,
+                                "recommendedNextStep": "update_auth_credentials" if token == "wrong"
+                                else "update_auth_configuration"}
+    assert error["message"].startswith("unauthorized: gateway token " + ("mismatch" if token == "wrong" else "missing"))
+    assert (code, why) == (1008, error["message"])
 
 
 def test_failed_tokens_from_one_peer_are_rate_limited(gateways):
@@ -203,16 +228,37 @@ def test_failed_tokens_from_one_peer_are_rate_limited(gateways):
     code, frames = run(_first_then_close(port, connect_request(token="s3cret")))  # even the right one
     assert code == 1008
     assert frames[0]["error"]["retryable"] is True and frames[0]["error"]["retryAfterMs"] > 0
+    assert frames[0]["error"]["details"]["code"] == "AUTH_RATE_LIMITED"
+    assert frames[0]["error"]["details"]["recommendedNextStep"] == "wait_then_retry"
 
 
-def test_a_binary_frame_closes_1003(gateways):
+def test_binary_frames_carry_json_like_text_frames_and_answers_stay_text(gateways):
+    # Upstream's apps send connect and every request as a binary message (URLSessionWebSocketTask
+    # .send(.data)); upstream's server reads both.
+    _, port = start(gateways)
+
+    async def scenario():
+        ws = await ws_connect(port)
+        frame(await ws.recv())
+        await ws.send(connect_request(req_id="b1").encode())
+        hello = await ws.recv()
+        await ws.send(json.dumps({"type": "req", "id": "b2", "method": "status"}).encode())
+        status = await ws.recv()
+        await ws.close()
+        return hello, status
+    hello, status = run(scenario())
+    assert isinstance(hello, str) and isinstance(status, str)  # text frames back
+    assert frame(hello)["payload"]["type"] == "hello-ok" and frame(status)["ok"] is True
+
+
+def test_invalid_utf8_in_a_binary_frame_closes_1007(gateways):
     _, port = start(gateways)
 
     async def scenario():
         ws, _ = await handshake(port)
-        await ws.send(b"\x00\x01")
+        await ws.send(b'{"type":"req","id":"\xff","method":"health"}')
         return (await close_of(ws))[0]
-    assert run(scenario()) == 1003
+    assert run(scenario()) == 1007
 
 
 def test_unreadable_json_closes_1007(gateways):

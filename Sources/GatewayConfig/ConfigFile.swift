@@ -27,6 +27,10 @@ struct ConfigFile: Decodable, Equatable {
     }
 
     var gateway: Gateway?
+    /// The file's bytes as read (for `config.get`'s raw text and hash).
+    var contents: [UInt8] = []
+
+    enum CodingKeys: String, CodingKey { case gateway }
 
     /// The parsed file; nil when it does not exist. Any other problem is a config error (exit 78)
     /// that names the file and what is wrong in it.
@@ -41,7 +45,9 @@ struct ConfigFile: Decodable, Equatable {
             data = bytes
         }
         do {
-            return try JSONDecoder().decode(ConfigFile.self, from: data)
+            var file = try JSONDecoder().decode(ConfigFile.self, from: data)
+            file.contents = Array(data)
+            return file
         } catch let error as DecodingError {
             throw .config("invalid config \(path): \(describe(error))")
         } catch {

@@ -70,7 +70,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var stateDirectory: String
     public var configFile: String
     /// Whether `configFile` existed and was read.
-    public var configFileLoaded: Bool
+    public var configFileLoaded: Bool { configFileContents != nil }
+    /// The bytes of `configFile` as read; nil when it does not exist.
+    public var configFileContents: [UInt8]?
     public var bindAddress: BindAddress
     public var token: String?
     public var allowedOrigins: [String]
@@ -151,7 +153,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             profile: profile,
             stateDirectory: stateDirectory,
             configFile: configFile,
-            configFileLoaded: file != nil,
+            configFileContents: file?.contents,
             bindAddress: bindAddress,
             token: token,
             allowedOrigins: file?.gateway?.controlUi?.allowedOrigins ?? []

@@ -29,7 +29,8 @@ public struct ControlPlaneConfiguration: Sendable {
     }
 }
 
-/// What `status` reports about the process; given by whoever runs the server.
+/// What `status`, `system-presence` and `config.get` report about the process; given by whoever
+/// runs the server.
 public struct ServerInfo: Sendable {
     public var pid: Int
     public var urls: [String]
@@ -38,14 +39,26 @@ public struct ServerInfo: Sendable {
     public var listenerNames: [String]
     /// Monotonic start time, milliseconds.
     public var startedAtMs: Int
+    /// Who is connected, shared by every session of the server.
+    public var presence: PresenceBoard
+    /// `config.get`'s answer: the config file as the gateway read it, redacted.
+    public var configSnapshot: ConfigSnapshot?
+    /// The state directory (hello-ok's snapshot.stateDir), when known.
+    public var stateDirectory: String?
 
-    public init(pid: Int, urls: [String], profile: String?, listenerSource: String, listenerNames: [String], startedAtMs: Int) {
+    public init(
+        pid: Int, urls: [String], profile: String?, listenerSource: String, listenerNames: [String], startedAtMs: Int,
+        presence: PresenceBoard = PresenceBoard(), configSnapshot: ConfigSnapshot? = nil, stateDirectory: String? = nil
+    ) {
         self.pid = pid
         self.urls = urls
         self.profile = profile
         self.listenerSource = listenerSource
         self.listenerNames = listenerNames
         self.startedAtMs = startedAtMs
+        self.presence = presence
+        self.configSnapshot = configSnapshot
+        self.stateDirectory = stateDirectory
     }
 }
 
@@ -62,7 +75,9 @@ public enum SessionAction: Equatable, Sendable {
 /// One client's view of the control plane: challenge, connect, hello-ok, then requests. Pure
 /// logic on text in and actions out — no I/O — so it can be tested and fuzzed on its own.
 public final class ControlPlaneSession {
-    public static let methods = ["health", "status"]
+    /// What this gateway serves, each with the operator scope upstream requires for it
+    /// (src/gateway/method-scopes.ts): all four are read methods, and `health` is open to any role.
+    public static let methods = ["health", "status", "system-presence", "config.get"]
     public static let events = ["connect.challenge", "tick", "shutdown"]
 
     public enum State: Equatable {
@@ -78,17 +93,24 @@ public final class ControlPlaneSession {
     private let connectionCount: () -> Int
     /// Milliseconds until this peer may try a token again, when it is rate limited.
     private let retryAfterMs: () -> Int?
+    /// The client's address, for its presence entry (left out for loopback, as upstream does).
+    private let peer: String
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
     private var seq = 0
+    /// Granted at connect.
+    private var grant = Grant(role: "operator", scopes: [])
+    /// This client's presence entry, once connected.
+    private var presence: PresenceEntry?
 
     public init(
         configuration: ControlPlaneConfiguration, info: ServerInfo, connId: String = ControlPlaneSession.randomID(),
-        connectionCount: @escaping () -> Int, retryAfterMs: @escaping () -> Int? = { nil }
+        peer: String = "", connectionCount: @escaping () -> Int, retryAfterMs: @escaping () -> Int? = { nil }
     ) {
         self.configuration = configuration
         self.info = info
         self.connId = connId
+        self.peer = peer
         self.connectionCount = connectionCount
         self.retryAfterMs = retryAfterMs
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -102,29 +124,44 @@ public final class ControlPlaneSession {
         public var connected: Bool
         /// The last event sequence number sent.
         public var seq: Int
+        /// The role and scopes granted at connect; nil from a version that granted none.
+        public var role: String?
+        public var scopes: [String]?
+        /// The client's presence entry.
+        public var presence: PresenceEntry?
 
-        public init(connId: String, connected: Bool, seq: Int) {
+        public init(connId: String, connected: Bool, seq: Int, role: String? = nil, scopes: [String]? = nil, presence: PresenceEntry? = nil) {
             self.connId = connId
             self.connected = connected
             self.seq = seq
+            self.role = role
+            self.scopes = scopes
+            self.presence = presence
         }
     }
 
     /// nil once the session is closed: a closed session is not carried on.
     public var snapshot: Snapshot? {
-        state == .closed ? nil : Snapshot(connId: connId, connected: state == .connected, seq: seq)
+        guard state != .closed else { return nil }
+        guard state == .connected else { return Snapshot(connId: connId, connected: false, seq: seq) }
+        return Snapshot(connId: connId, connected: true, seq: seq, role: grant.role, scopes: grant.scopes, presence: presence)
     }
 
-    /// A session carried on from an earlier process: same connId, state and sequence; no new
-    /// challenge is sent (do not call ``open()``).
+    /// A session carried on from an earlier process: same connId, state, grant and sequence; no
+    /// new challenge is sent (do not call ``open()``). A session from a version that recorded no
+    /// grant served only read methods, and carries on with read access.
     public convenience init(
-        restoring snapshot: Snapshot, configuration: ControlPlaneConfiguration, info: ServerInfo,
+        restoring snapshot: Snapshot, configuration: ControlPlaneConfiguration, info: ServerInfo, peer: String = "",
         connectionCount: @escaping () -> Int, retryAfterMs: @escaping () -> Int? = { nil }
     ) {
-        self.init(configuration: configuration, info: info, connId: snapshot.connId,
+        self.init(configuration: configuration, info: info, connId: snapshot.connId, peer: peer,
                   connectionCount: connectionCount, retryAfterMs: retryAfterMs)
-        state = snapshot.connected ? .connected : .awaitingConnect
         seq = snapshot.seq
+        guard snapshot.connected else { return }
+        state = .connected
+        grant = Grant(role: snapshot.role ?? "operator", scopes: snapshot.scopes ?? [Grant.readScope])
+        presence = snapshot.presence ?? PresenceEntry(reason: "connect", text: "Node: \(snapshot.connId)", ts: Self.nowMs())
+        info.presence.join(connId: connId, presence!)
     }
 
     /// The largest frame accepted in the current state.
@@ -137,7 +174,8 @@ public final class ControlPlaneSession {
         [.send(event("connect.challenge", ChallengePayload(nonce: Self.randomID(bytes: 16), ts: Self.nowMs())))]
     }
 
-    /// One text frame from the client.
+    /// One message from the client: the text of a text frame, or of a binary frame (upstream's
+    /// apps send every request as binary JSON). The transport has checked that it is UTF-8.
     public func receive(_ text: String) -> [SessionAction] {
         guard state != .closed else { return [] }
         let data = Data(text.utf8)
@@ -153,25 +191,24 @@ public final class ControlPlaneSession {
             return close(1007, "a request needs a non-empty string id")
         }
         guard head.type == "req", let method = head.method else {
-            if state == .awaitingConnect { return [fail(id, "INVALID_REQUEST", "the first frame must be a connect request")] + close(1008, "connect first") }
-            return [fail(id, "INVALID_REQUEST", "expected {\"type\":\"req\",\"id\":…,\"method\":…}")]
+            if state == .awaitingConnect { return [fail(id, "the first frame must be a connect request")] + close(1008, "connect first") }
+            return [fail(id, "expected {\"type\":\"req\",\"id\":…,\"method\":…}")]
         }
         switch state {
         case .awaitingConnect:
             guard method == "connect" else {
-                return [fail(id, "INVALID_REQUEST", "the first request must be connect, not \(method)")] + close(1008, "connect first")
+                return [fail(id, "the first request must be connect, not \(method)")] + close(1008, "connect first")
             }
             return connect(id: id, data: data)
         case .connected:
+            if method == "connect" { return [fail(id, "already connected")] }
+            guard Self.methods.contains(method) else { return [fail(id, "unknown method \(method)")] }
+            if let refusal = grant.refusal(for: method) { return [fail(id, refusal)] }
             switch method {
-            case "health":
-                return [respond(id, health())]
-            case "status":
-                return [respond(id, status())]
-            case "connect":
-                return [fail(id, "INVALID_REQUEST", "already connected")]
-            default:
-                return [fail(id, "INVALID_REQUEST", "unknown method \(method)")]
+            case "health": return [respond(id, health())]
+            case "status": return [respond(id, status())]
+            case "system-presence": return [respond(id, info.presence.list(now: Self.nowMs()))]
+            default: return [respond(id, configSnapshot())]
             }
         case .closed:
             return []
@@ -197,6 +234,13 @@ public final class ControlPlaneSession {
         state == .awaitingConnect ? close(1008, "no connect within the handshake timeout") : []
     }
 
+    /// The connection is gone (closed, or handed to the next process): the client leaves the
+    /// presence list.
+    public func disconnected() {
+        if presence != nil { info.presence.leave(connId: connId) }
+        presence = nil
+    }
+
     // MARK: - connect
 
     private func connect(id: String, data: Data) -> [SessionAction] {
@@ -204,55 +248,79 @@ public final class ControlPlaneSession {
         do {
             request = try decoder.decode(ConnectRequest.self, from: data)
         } catch {
-            return [fail(id, "INVALID_REQUEST", "invalid connect params: \(Self.describe(error))")] + close(1008, "invalid connect")
+            return [fail(id, "invalid connect params: \(Self.describe(error))")] + close(1008, "invalid connect")
         }
         let params = request.params
         guard params.minProtocol <= Protocol.version && Protocol.version <= params.maxProtocol else {
-            return [
-                fail(id, "INVALID_REQUEST", "protocol mismatch: this gateway speaks \(Protocol.version)",
-                     details: ["expectedProtocol": String(Protocol.version)])
-            ] + close(1002, "protocol mismatch")
+            var details = ErrorDetails(code: "PROTOCOL_MISMATCH")
+            details.expectedProtocol = Protocol.version
+            details.clientMinProtocol = params.minProtocol
+            details.clientMaxProtocol = params.maxProtocol
+            details.minimumProbeProtocol = Protocol.version
+            return [fail(id, "protocol mismatch", details: details)] + close(1002, "protocol mismatch")
+        }
+        let role = params.role ?? "operator"
+        guard Grant.roles.contains(role) else {
+            return [fail(id, "invalid role: \(role) (expected operator or node)")] + close(1008, "invalid role")
         }
         if let expected = configuration.token {
-            if let wait = retryAfterMs() {
-                var error = ErrorShape(code: "UNAUTHORIZED", message: "too many failed attempts; retry later",
-                                       details: ["code": "AUTH_RATE_LIMITED"])
-                error.retryable = true
-                error.retryAfterMs = wait
-                return [.send(encode(ResponseFrame<HealthPayload>(id: id, ok: false, payload: nil, error: error)))]
-                    + close(1008, "rate limited")
-            }
-            guard Self.constantTimeEquals(params.auth?.token ?? "", expected) else {
-                return [.authenticationFailed,
-                        fail(id, "UNAUTHORIZED", "gateway token mismatch", details: ["code": "AUTH_TOKEN_MISMATCH"])]
-                    + close(1008, "unauthorized")
+            if let failure = authenticate(params, expected: expected) {
+                state = .closed
+                return failure.actions(id: id, client: params.client, encode: encodeError)
             }
         }
         state = .connected
+        grant = Grant(role: role, requested: params.scopes ?? [])
+        let client = params.client
+        let host = client.displayName ?? client.id
+        let entry = PresenceEntry(
+            host: host, ip: Self.isLoopback(peer) ? nil : peer, version: client.version, platform: client.platform,
+            deviceFamily: client.deviceFamily, modelIdentifier: client.modelIdentifier, mode: client.mode,
+            reason: "connect", roles: [role], scopes: grant.scopes, instanceId: client.instanceId,
+            text: "Node: \(host) · mode \(client.mode)", ts: Self.nowMs()
+        ).withoutEmptyStrings()
+        presence = entry
+        info.presence.join(connId: connId, entry)
         let uptime = uptimeMs()
         let hello = HelloOk(
             protocol: Protocol.version,
             server: .init(version: configuration.serverVersion, connId: connId),
             features: .init(methods: Self.methods, events: Self.events),
             snapshot: .init(
-                presence: [], health: health(), stateVersion: StateVersion(presence: 0, health: 0),
-                uptimeMs: uptime, authMode: configuration.token == nil ? "none" : "token"),
+                presence: info.presence.list(now: Self.nowMs()), health: health(),
+                stateVersion: StateVersion(presence: info.presence.version, health: 0),
+                uptimeMs: uptime, configPath: info.configSnapshot?.path, stateDir: info.stateDirectory,
+                authMode: configuration.token == nil ? "none" : "token"),
+            auth: .init(role: grant.role, scopes: grant.scopes),
             policy: .init(
                 maxPayload: configuration.maxPayload, maxBufferedBytes: configuration.maxBufferedBytes,
                 tickIntervalMs: configuration.tickIntervalMs))
         return [respond(id, hello)]
     }
 
+    /// nil when the token is right; otherwise why not, in upstream's words.
+    private func authenticate(_ params: ConnectRequest.Params, expected: String) -> AuthFailure? {
+        if let wait = retryAfterMs() { return .rateLimited(retryAfterMs: wait) }
+        let presented = params.auth?.token ?? ""
+        if presented.isEmpty { return .tokenMissing }
+        return Self.constantTimeEquals(presented, expected) ? nil : .tokenMismatch
+    }
+
     // MARK: - payloads
 
     private func health() -> HealthPayload {
-        HealthPayload(ok: true, status: "live", uptimeMs: uptimeMs(), connections: connectionCount())
+        HealthPayload(ok: true, status: "live", ts: Self.nowMs(), durationMs: 0, uptimeMs: uptimeMs(), connections: connectionCount())
     }
 
     private func status() -> StatusPayload {
         StatusPayload(
             pid: info.pid, urls: info.urls, connections: connectionCount(), profile: info.profile,
-            uptimeMs: uptimeMs(), listener: .init(source: info.listenerSource, names: info.listenerNames), connId: connId)
+            uptimeMs: uptimeMs(), listener: .init(source: info.listenerSource, names: info.listenerNames), connId: connId,
+            runtimeVersion: configuration.serverVersion)
+    }
+
+    private func configSnapshot() -> ConfigSnapshot {
+        info.configSnapshot ?? ConfigSnapshot(path: "", contents: nil)
     }
 
     private func uptimeMs() -> Int { max(0, Self.monotonicMs() - info.startedAtMs) }
@@ -268,8 +336,13 @@ public final class ControlPlaneSession {
         .send(encode(ResponseFrame(id: id, ok: true, payload: payload, error: nil)))
     }
 
-    private func fail(_ id: String, _ code: String, _ message: String, details: [String: String]? = nil) -> SessionAction {
-        .send(encode(ResponseFrame<HealthPayload>(id: id, ok: false, payload: nil, error: ErrorShape(code: code, message: message, details: details))))
+    /// An error response; every code this gateway sends is upstream's INVALID_REQUEST.
+    private func fail(_ id: String, _ message: String, details: ErrorDetails? = nil) -> SessionAction {
+        encodeError(id, ErrorShape(code: .invalidRequest, message: message, details: details))
+    }
+
+    private func encodeError(_ id: String, _ error: ErrorShape) -> SessionAction {
+        .send(encode(ResponseFrame<HealthPayload>(id: id, ok: false, payload: nil, error: error)))
     }
 
     private func event<Payload: Encodable>(_ name: String, _ payload: Payload) -> String {
@@ -283,6 +356,10 @@ public final class ControlPlaneSession {
             return #"{"type":"event","event":"error","payload":{}}"#
         }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    static func isLoopback(_ address: String) -> Bool {
+        address.isEmpty || address == "?" || address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
     }
 
     // MARK: - helpers

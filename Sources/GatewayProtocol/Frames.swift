@@ -37,6 +37,10 @@ struct ConnectRequest: Decodable {
             let version: String
             let platform: String
             let mode: String
+            let displayName: String?
+            let deviceFamily: String?
+            let modelIdentifier: String?
+            let instanceId: String?
         }
 
         struct Auth: Decodable {
@@ -47,6 +51,10 @@ struct ConnectRequest: Decodable {
         let maxProtocol: Int
         let client: Client
         let auth: Auth?
+        /// `operator` (the default) or `node`.
+        let role: String?
+        /// The operator scopes the client asks for.
+        let scopes: [String]?
     }
 
     let params: Params
@@ -54,10 +62,37 @@ struct ConnectRequest: Decodable {
 
 // MARK: - outbound
 
+/// Upstream's ErrorCodes (packages/gateway-protocol schema/error-codes.ts): the only top-level codes.
+public enum ErrorCode: String, Encodable, Sendable {
+    case notLinked = "NOT_LINKED"
+    case notPaired = "NOT_PAIRED"
+    case agentTimeout = "AGENT_TIMEOUT"
+    case invalidRequest = "INVALID_REQUEST"
+    case approvalNotFound = "APPROVAL_NOT_FOUND"
+    case unavailable = "UNAVAILABLE"
+}
+
+/// Upstream's connect-error details (connect-error-details.ts): a detail code, and for a protocol
+/// mismatch the numbers its client formats ("protocol mismatch: Control UI v3, Gateway v4, …").
+public struct ErrorDetails: Encodable, Equatable, Sendable {
+    public var code: String
+    public var authReason: String?
+    public var canRetryWithDeviceToken: Bool?
+    public var recommendedNextStep: String?
+    public var expectedProtocol: Int?
+    public var clientMinProtocol: Int?
+    public var clientMaxProtocol: Int?
+    public var minimumProbeProtocol: Int?
+
+    public init(code: String) {
+        self.code = code
+    }
+}
+
 public struct ErrorShape: Encodable, Equatable, Sendable {
-    public let code: String
+    public let code: ErrorCode
     public let message: String
-    public var details: [String: String]?
+    public var details: ErrorDetails?
     public var retryable: Bool?
     public var retryAfterMs: Int?
 }
@@ -120,19 +155,17 @@ struct ShutdownPayload: Encodable {
     }
 }
 
-/// An entry of snapshot.presence; this gateway tracks no presence, so the list is always empty.
-struct PresenceEntry: Encodable {
-    let ts: Int
-}
-
 struct StateVersion: Encodable {
     let presence: Int
     let health: Int
 }
 
+/// `health`: upstream's HealthSummary keys its clients read (`ok`, `ts`, `durationMs`), and ours.
 struct HealthPayload: Encodable {
     let ok: Bool
     let status: String
+    let ts: Int
+    let durationMs: Int
     let uptimeMs: Int
     let connections: Int
 }
@@ -153,7 +186,22 @@ struct HelloOk: Encodable {
         let health: HealthPayload
         let stateVersion: StateVersion
         let uptimeMs: Int
+        let configPath: String?
+        let stateDir: String?
         let authMode: String
+
+        enum CodingKeys: String, CodingKey { case presence, health, stateVersion, uptimeMs, configPath, stateDir, authMode }
+
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(presence, forKey: .presence)
+            try container.encode(health, forKey: .health)
+            try container.encode(stateVersion, forKey: .stateVersion)
+            try container.encode(uptimeMs, forKey: .uptimeMs)
+            try container.encodeIfPresent(configPath.flatMap { $0.isEmpty ? nil : $0 }, forKey: .configPath)
+            try container.encodeIfPresent(stateDir.flatMap { $0.isEmpty ? nil : $0 }, forKey: .stateDir)
+            try container.encode(authMode, forKey: .authMode)
+        }
     }
 
     struct Policy: Encodable {
@@ -162,12 +210,21 @@ struct HelloOk: Encodable {
         let tickIntervalMs: Int
     }
 
+    /// The role and scopes granted; no device token (this gateway issues none).
+    struct Auth: Encodable {
+        let role: String
+        let scopes: [String]
+    }
+
     let type = "hello-ok"
     let `protocol`: Int
     let server: Server
     let features: Features
     let snapshot: Snapshot
+    let auth: Auth
     let policy: Policy
+
+    enum CodingKeys: String, CodingKey { case type, `protocol`, server, features, snapshot, auth, policy }
 }
 
 public struct StatusPayload: Encodable, Sendable {
@@ -183,10 +240,16 @@ public struct StatusPayload: Encodable, Sendable {
     public let uptimeMs: Int
     public let listener: Listener
     public let connId: String
+    /// The gateway's version (upstream's StatusSummary.runtimeVersion).
+    public let runtimeVersion: String
 
-    enum CodingKeys: String, CodingKey { case pid, urls, connections, profile, uptimeMs, listener, connId }
+    enum CodingKeys: String, CodingKey {
+        case pid, urls, connections, profile, uptimeMs, listener, connId
+        case runtimeVersion, heartbeat, channelSummary, queuedSystemEvents, sessions
+    }
 
-    /// `profile` is a string or null: the key is always there.
+    /// `profile` is a string or null: the key is always there. Upstream's StatusSummary keys follow,
+    /// empty: this gateway runs no agents, channels, heartbeats or sessions.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(pid, forKey: .pid)
@@ -196,5 +259,58 @@ public struct StatusPayload: Encodable, Sendable {
         try container.encode(uptimeMs, forKey: .uptimeMs)
         try container.encode(listener, forKey: .listener)
         try container.encode(connId, forKey: .connId)
+        try container.encode(runtimeVersion, forKey: .runtimeVersion)
+        try container.encode(EmptyStatusSummary.heartbeat, forKey: .heartbeat)
+        try container.encode([String](), forKey: .channelSummary)
+        try container.encode([String](), forKey: .queuedSystemEvents)
+        try container.encode(EmptyStatusSummary.sessions, forKey: .sessions)
     }
+}
+
+/// The parts of upstream's StatusSummary (src/commands/status.types.ts) a gateway without agents
+/// has: nothing, in upstream's shapes. `defaultAgentId` is upstream's default agent id, which
+/// upstream reports even when no agent is configured.
+enum EmptyStatusSummary {
+    struct Heartbeat: Encodable {
+        let defaultAgentId = "main"
+        let agents: [String] = []
+    }
+
+    struct Sessions: Encodable {
+        struct Defaults: Encodable {
+            let model: String? = nil
+            let contextTokens: Int? = nil
+
+            enum CodingKeys: String, CodingKey { case model, contextTokens }
+
+            func encode(to encoder: Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encodeNil(forKey: .model)
+                try container.encodeNil(forKey: .contextTokens)
+            }
+        }
+
+        struct Overview: Encodable {
+            struct Activity: Encodable {
+                let last60m = 0
+                let last24h = 0
+                let last7d = 0
+            }
+
+            let recentActivity = Activity()
+            let topModels: [String] = []
+            let topAgents: [String] = []
+            let kinds: [String] = []
+        }
+
+        let paths: [String] = []
+        let count = 0
+        let defaults = Defaults()
+        let overview = Overview()
+        let recent: [String] = []
+        let byAgent: [String] = []
+    }
+
+    static let heartbeat = Heartbeat()
+    static let sessions = Sessions()
 }

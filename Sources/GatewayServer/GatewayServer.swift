@@ -188,7 +188,7 @@ public final class GatewayServer: Sendable {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     let session = ControlPlaneSession(
-                        configuration: configuration.controlPlane, info: configuration.info,
+                        configuration: configuration.controlPlane, info: configuration.info, peer: peer,
                         connectionCount: { connections.count },
                         retryAfterMs: { rateLimiter.retryAfterMs(peer: peer) })
                     // NIO's upgrader has added the frame encoder, decoder and error handler.

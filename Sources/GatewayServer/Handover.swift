@@ -115,7 +115,7 @@ extension GatewayServer {
                 return channel.eventLoop.makeCompletedFuture {
                     let session = ControlPlaneSession(
                         restoring: state.session, configuration: configuration.controlPlane, info: configuration.info,
-                        connectionCount: { connections.count },
+                        peer: state.peer, connectionCount: { connections.count },
                         retryAfterMs: { rateLimiter.retryAfterMs(peer: state.peer) })
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(FrameSplitter(maxFrameSize: configuration.controlPlane.maxPayload))

@@ -53,6 +53,12 @@ final class WebSocketHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         ticker?.cancel()
+        session.disconnected()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        session.disconnected()
+        context.fireChannelInactive()
     }
 
     /// Stops this connection for a handover: no more ticks, timers or sends. Returns the session
@@ -70,7 +76,8 @@ final class WebSocketHandler: ChannelInboundHandler {
         guard !frozen else { return }
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
-        case .text:
+        case .text, .binary:
+            // Both carry JSON: upstream's apps send every request as a binary message.
             guard frame.length <= session.maxFrameSize else {
                 return sendClose(context: context, code: 1009, reason: "frame too large", thenCloseAfter: .zero)
             }
@@ -78,7 +85,7 @@ final class WebSocketHandler: ChannelInboundHandler {
             guard let bytes = payload.readBytes(length: payload.readableBytes),
                 let text = String(validating: bytes, as: UTF8.self)
             else {
-                return sendClose(context: context, code: 1007, reason: "text frame is not valid UTF-8", thenCloseAfter: .zero)
+                return sendClose(context: context, code: 1007, reason: "message is not valid UTF-8", thenCloseAfter: .zero)
             }
             let wasConnected = session.state == .connected
             perform(session.receive(text), context: context)
@@ -86,8 +93,6 @@ final class WebSocketHandler: ChannelInboundHandler {
                 handshakeTimer?.cancel()
                 startTicks(context: context)
             }
-        case .binary:
-            sendClose(context: context, code: 1003, reason: "binary frames are not supported", thenCloseAfter: .zero)
         case .connectionClose:
             if closeSent {
                 context.close(promise: nil)  // the client answered our close

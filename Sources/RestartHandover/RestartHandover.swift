@@ -262,6 +262,11 @@ struct ConnectionRecord: Codable, Equatable {
     var peer: String
     /// Base64 of the bytes read but not yet acted on.
     var undecoded: Data
+    /// The grant and presence of a connected session. Absent in the records of 0.1.0, which
+    /// granted nothing; a newer field is ignored by an older reader.
+    var role: String?
+    var scopes: [String]?
+    var presence: PresenceEntry?
 
     init(_ connection: HandedOverConnection) {
         let state = connection.state
@@ -270,11 +275,15 @@ struct ConnectionRecord: Codable, Equatable {
         seq = state.session.seq
         peer = state.peer
         undecoded = Data(state.undecoded)
+        role = state.session.role
+        scopes = state.session.scopes
+        presence = state.session.presence
     }
 
     var state: ConnectionState {
         ConnectionState(
-            session: .init(connId: connId, connected: connected, seq: seq), undecoded: Array(undecoded), peer: peer)
+            session: .init(connId: connId, connected: connected, seq: seq, role: role, scopes: scopes, presence: presence),
+            undecoded: Array(undecoded), peer: peer)
     }
 }
 

@@ -95,7 +95,10 @@ enum GatewayRunner {
         let info = ServerInfo(
             pid: Int(getpid()), urls: acquired.urls, profile: configuration.profile,
             listenerSource: acquired.source.rawValue, listenerNames: acquired.listeners.compactMap(\.name),
-            startedAtMs: ControlPlaneSession.monotonicMs())
+            startedAtMs: ControlPlaneSession.monotonicMs(),
+            presence: PresenceBoard(gateway: .thisHost(version: GatewayVersion.current)),
+            configSnapshot: ConfigSnapshot(path: configuration.configFile, contents: configuration.configFileContents),
+            stateDirectory: configuration.stateDirectory)
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
         server.allowedOrigins = configuration.allowedOrigins
         server.maxConnections = command.maxConnections

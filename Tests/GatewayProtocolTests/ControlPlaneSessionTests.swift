@@ -4,17 +4,30 @@ import Testing
 
 import Foundation  // JSONSerialization, to read frames the way an independent client would
 
-func makeSession(token: String? = nil, retryAfter: Int? = nil) -> ControlPlaneSession {
+func makeSession(
+    token: String? = nil, retryAfter: Int? = nil, presence: PresenceBoard = PresenceBoard(), connId: String = "c1",
+    configSnapshot: ConfigSnapshot? = nil
+) -> ControlPlaneSession {
     ControlPlaneSession(
         configuration: ControlPlaneConfiguration(serverVersion: "0.1.0", token: token),
-        info: ServerInfo(pid: 42, urls: ["ws://127.0.0.1:18789"], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0),
-        connId: "c1", connectionCount: { 1 }, retryAfterMs: { retryAfter })
+        info: ServerInfo(
+            pid: 42, urls: ["ws://127.0.0.1:18789"], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0,
+            presence: presence, configSnapshot: configSnapshot),
+        connId: connId, connectionCount: { 1 }, retryAfterMs: { retryAfter })
 }
 
-func connect(id: String = "1", min: Int = 4, max: Int = 4, token: String? = nil) -> String {
+func connect(
+    id: String = "1", min: Int = 4, max: Int = 4, token: String? = nil, role: String? = nil,
+    scopes: [String]? = ["operator.read"], clientId: String = "cli"
+) -> String {
     let auth = token.map { #","auth":{"token":"\#($0)"}"# } ?? ""
-    return #"{"type":"req","id":"\#(id)","method":"connect","params":{"minProtocol":\#(min),"maxProtocol":\#(max),"client":{"id":"cli","version":"1","platform":"linux","mode":"cli"}\#(auth)}}"#
+    let roleField = role.map { #","role":"\#($0)""# } ?? ""
+    let scopesField = scopes.map { #","scopes":[\#($0.map { "\"\($0)\"" }.joined(separator: ","))]"# } ?? ""
+    return #"{"type":"req","id":"\#(id)","method":"connect","params":{"minProtocol":\#(min),"maxProtocol":\#(max),"client":{"id":"\#(clientId)","version":"1","platform":"linux","mode":"cli"}\#(auth)\#(roleField)\#(scopesField)}}"#
 }
+
+func payload(_ action: SessionAction) -> [String: Any]? { json(action)?["payload"] as? [String: Any] }
+func error(_ action: SessionAction) -> [String: Any]? { json(action)?["error"] as? [String: Any] }
 
 func json(_ action: SessionAction) -> [String: Any]? {
     guard case .send(let text) = action else { return nil }
@@ -37,7 +50,9 @@ func json(_ action: SessionAction) -> [String: Any]? {
         let payload = hello?["payload"] as? [String: Any]
         #expect(payload?["type"] as? String == "hello-ok")
         #expect(payload?["protocol"] as? Int == 4)
-        #expect(payload?["auth"] == nil)
+        #expect(payload?["auth"] as? [String: [String]] == nil)  // role is a string: see below
+        #expect((payload?["auth"] as? [String: Any])?["role"] as? String == "operator")
+        #expect((payload?["auth"] as? [String: Any])?["scopes"] as? [String] == ["operator.read"])
         #expect(session.state == .connected)
         let health = json(session.receive(#"{"type":"req","id":"2","method":"health"}"#)[0])
         #expect((health?["payload"] as? [String: Any])?["status"] as? String == "live")
@@ -54,7 +69,8 @@ func json(_ action: SessionAction) -> [String: Any]? {
         _ = session.receive(connect())
         _ = session.tick()  // seq 2
         let snapshot = session.snapshot
-        #expect(snapshot == ControlPlaneSession.Snapshot(connId: "c1", connected: true, seq: 2))
+        #expect(snapshot?.connId == "c1" && snapshot?.connected == true && snapshot?.seq == 2)
+        #expect(snapshot?.role == "operator" && snapshot?.scopes == ["operator.read"] && snapshot?.presence?.host == "cli")
 
         let restored = ControlPlaneSession(
             restoring: snapshot!, configuration: ControlPlaneConfiguration(serverVersion: "0.1.0", token: "secret"),
@@ -96,14 +112,22 @@ func json(_ action: SessionAction) -> [String: Any]? {
         #expect(actions.last == .close(code: 1002, reason: "protocol mismatch"))
     }
 
-    @Test func aWrongOrMissingTokenIsUnauthorized() {
-        for token in ["wrong", "", nil] as [String?] {
-            let actions = makeSession(token: "s3cret").receive(connect(token: token))
+    @Test func aWrongOrMissingTokenIsRefusedInUpstreamsWords() {
+        for (token, detail, reason) in [("wrong", "AUTH_TOKEN_MISMATCH", "token_mismatch"), ("", "AUTH_TOKEN_MISSING", "token_missing"),
+                                        (nil, "AUTH_TOKEN_MISSING", "token_missing")] as [(String?, String, String)] {
+            let session = makeSession(token: "s3cret")
+            let actions = session.receive(connect(token: token))
             #expect(actions.first == .authenticationFailed)
-            let error = json(actions[1])?["error"] as? [String: Any]
-            #expect(error?["code"] as? String == "UNAUTHORIZED")
-            #expect((error?["details"] as? [String: Any])?["code"] as? String == "AUTH_TOKEN_MISMATCH")
-            #expect(actions.last == .close(code: 1008, reason: "unauthorized"))
+            let error = error(actions[1])
+            #expect(error?["code"] as? String == "INVALID_REQUEST")
+            let details = error?["details"] as? [String: Any]
+            #expect(details?["code"] as? String == detail)
+            #expect(details?["authReason"] as? String == reason)
+            #expect(details?["recommendedNextStep"] as? String == (token == "wrong" ? "update_auth_credentials" : "update_auth_configuration"))
+            let message = error?["message"] as? String ?? ""
+            #expect(message.hasPrefix(token == "wrong" ? "unauthorized: gateway token mismatch" : "unauthorized: gateway token missing"))
+            #expect(actions.last == .close(code: 1008, reason: message))
+            #expect(session.state == .closed)
         }
         let ok = makeSession(token: "s3cret").receive(connect(token: "s3cret"))
         #expect(json(ok[0])?["ok"] as? Bool == true)
@@ -111,9 +135,124 @@ func json(_ action: SessionAction) -> [String: Any]? {
 
     @Test func aRateLimitedPeerIsToldToWait() {
         let actions = makeSession(token: "s3cret", retryAfter: 1234).receive(connect(token: "s3cret"))
-        let error = json(actions[0])?["error"] as? [String: Any]
-        #expect(error?["retryAfterMs"] as? Int == 1234)
-        #expect(actions.last == .close(code: 1008, reason: "rate limited"))
+        #expect(!actions.contains(.authenticationFailed))  // a refusal unseen is not a failure
+        let error = error(actions[0])
+        #expect(error?["code"] as? String == "INVALID_REQUEST")
+        #expect(error?["retryAfterMs"] as? Int == 1234 && error?["retryable"] as? Bool == true)
+        #expect((error?["details"] as? [String: Any])?["code"] as? String == "AUTH_RATE_LIMITED")
+        #expect((error?["details"] as? [String: Any])?["recommendedNextStep"] as? String == "wait_then_retry")
+        #expect(actions.last == .close(code: 1008, reason: "unauthorized: too many failed authentication attempts (retry later)"))
+    }
+
+    @Test func aProtocolMismatchCarriesUpstreamsNumbers() {
+        let actions = makeSession().receive(connect(min: 3, max: 3))
+        let details = error(actions[0])?["details"] as? [String: Any]
+        #expect(details?["code"] as? String == "PROTOCOL_MISMATCH")
+        #expect(details?["expectedProtocol"] as? Int == 4 && details?["minimumProbeProtocol"] as? Int == 4)
+        #expect(details?["clientMinProtocol"] as? Int == 3 && details?["clientMaxProtocol"] as? Int == 3)
+    }
+
+    @Test func theGrantIsTheRequestedOperatorScopesOnly() {
+        let session = makeSession()
+        let hello = payload(session.receive(connect(scopes: ["operator.admin", "operator.read", "made.up", "operator.admin"]))[0])
+        let auth = hello?["auth"] as? [String: Any]
+        #expect(auth?["role"] as? String == "operator")
+        #expect(auth?["scopes"] as? [String] == ["operator.admin", "operator.read"])
+    }
+
+    @Test func withoutAReadScopeOnlyHealthAnswers() {
+        let session = makeSession()
+        _ = session.receive(connect(scopes: ["operator.pairing"]))
+        #expect(json(session.receive(#"{"type":"req","id":"h","method":"health"}"#)[0])?["ok"] as? Bool == true)
+        for method in ["status", "system-presence", "config.get"] {
+            let refused = error(session.receive(#"{"type":"req","id":"x","method":"\#(method)"}"#)[0])
+            #expect(refused?["code"] as? String == "INVALID_REQUEST")
+            #expect(refused?["message"] as? String == "missing scope: operator.read")
+        }
+        #expect(session.state == .connected)
+        let writer = makeSession()
+        _ = writer.receive(connect(scopes: ["operator.write"]))  // write implies read, as upstream has it
+        #expect(json(writer.receive(#"{"type":"req","id":"s","method":"status"}"#)[0])?["ok"] as? Bool == true)
+    }
+
+    @Test func aNodeMayAskForHealthOnlyAndAnUnknownRoleIsRefused() {
+        let node = makeSession()
+        let hello = payload(node.receive(connect(role: "node", scopes: ["operator.admin"]))[0])
+        #expect((hello?["auth"] as? [String: Any])?["role"] as? String == "node")
+        #expect((hello?["auth"] as? [String: Any])?["scopes"] as? [String] == [])
+        #expect(json(node.receive(#"{"type":"req","id":"h","method":"health"}"#)[0])?["ok"] as? Bool == true)
+        #expect(error(node.receive(#"{"type":"req","id":"s","method":"status"}"#)[0])?["message"] as? String == "unauthorized role: node")
+        let stranger = makeSession().receive(connect(role: "admin"))
+        #expect(error(stranger[0])?["code"] as? String == "INVALID_REQUEST")
+        #expect(stranger.last == .close(code: 1008, reason: "invalid role"))
+    }
+
+    @Test func presenceListsTheGatewayAndEachConnectedClientUntilItLeaves() {
+        let board = PresenceBoard(gateway: .gateway(host: "box", ip: "192.0.2.7", version: "0.1.0", platform: "linux 6.1", modelIdentifier: "x86_64"))
+        let first = makeSession(presence: board, connId: "a")
+        _ = first.receive(connect(clientId: "first"))
+        let second = makeSession(presence: board, connId: "b")
+        let hello = payload(second.receive(connect(clientId: "second"))[0])
+        let snapshot = hello?["snapshot"] as? [String: Any]
+        #expect((snapshot?["presence"] as? [[String: Any]])?.compactMap { $0["host"] as? String } == ["box", "second", "first"])
+        #expect((snapshot?["stateVersion"] as? [String: Any])?["presence"] as? Int == 2)
+        let listed = json(first.receive(#"{"type":"req","id":"p","method":"system-presence"}"#)[0])?["payload"] as? [[String: Any]]
+        #expect(listed?.first?["reason"] as? String == "self" && listed?.first?["mode"] as? String == "gateway")
+        #expect(listed?.first?["text"] as? String == "Gateway: box (192.0.2.7) · app 0.1.0 · mode gateway · reason self")
+        #expect(listed?.last?["roles"] as? [String] == ["operator"] && listed?.last?["reason"] as? String == "connect")
+        second.disconnected()
+        #expect(board.list(now: 0).compactMap(\.host) == ["box", "first"])
+        #expect(board.version == 3)
+    }
+
+    @Test func configGetAnswersTheRedactedSnapshot() {
+        let file = #"{"gateway":{"auth":{"token":"t0ps3cret","password":"pw\"x"},"port":18800},"models":{"maxTokens":5,"apiKey":"${KEY}"}}"#
+        let snapshot = ConfigSnapshot(path: "/s/openclaw.json", contents: Array(file.utf8))
+        let session = makeSession(configSnapshot: snapshot)
+        _ = session.receive(connect())
+        let answer = json(session.receive(#"{"type":"req","id":"g","method":"config.get","params":{}}"#)[0])
+        let text = String(describing: answer)
+        #expect(!text.contains("t0ps3cret") && !text.contains("pw"))
+        let body = answer?["payload"] as? [String: Any]
+        #expect(body?["path"] as? String == "/s/openclaw.json" && body?["exists"] as? Bool == true && body?["valid"] as? Bool == true)
+        let gateway = (body?["config"] as? [String: Any])?["gateway"] as? [String: Any]
+        #expect((gateway?["auth"] as? [String: Any])?["token"] as? String == ConfigSnapshot.redacted)
+        #expect(gateway?["port"] as? Int == 18800)
+        let models = (body?["config"] as? [String: Any])?["models"] as? [String: Any]
+        #expect(models?["maxTokens"] as? Int == 5 && models?["apiKey"] as? String == "${KEY}")  // not secrets
+        #expect((body?["raw"] as? String)?.contains(ConfigSnapshot.redacted) == true)
+        #expect(body?["hash"] as? String == SHA256.hex(Array(file.utf8)))
+    }
+
+    @Test func aMissingConfigFileIsReportedAsMissing() {
+        let snapshot = ConfigSnapshot(path: "/nowhere/openclaw.json", contents: nil)
+        #expect(!snapshot.exists && snapshot.raw == nil && snapshot.valid)
+        #expect(snapshot.hash == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  // SHA-256 of ""
+    }
+
+    @Test func sha256MatchesTheStandardsVectors() {
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    @Test func sensitivePathsAreUpstreams() {
+        for path in ["gateway.auth.token", "x.password", "a.clientSecret", "p.apiKey", "p.api_key", "g.serviceAccount"] {
+            #expect(ConfigSnapshot.isSensitive(path), "\(path)")
+        }
+        for path in ["models.maxTokens", "x.passwordFile", "gateway.port", "tokens.count", "a.capital"] {
+            #expect(!ConfigSnapshot.isSensitive(path), "\(path)")
+        }
+    }
+
+    @Test func aSessionFromTheReleasedFormatCarriesOnWithReadAccess() {
+        let restored = ControlPlaneSession(
+            restoring: .init(connId: "old", connected: true, seq: 7), configuration: ControlPlaneConfiguration(serverVersion: "0.2.0", token: nil),
+            info: ServerInfo(pid: 43, urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0),
+            connectionCount: { 1 })
+        #expect(json(restored.receive(#"{"type":"req","id":"s","method":"status"}"#)[0])?["ok"] as? Bool == true)
+        #expect(restored.snapshot?.scopes == ["operator.read"])
     }
 
     @Test func unreadableIdsClose1007() {

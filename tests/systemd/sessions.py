@@ -59,7 +59,8 @@ class Client:
         assert challenge.get("event") == "connect.challenge", challenge
         self.send({"type": "req", "id": "connect", "method": "connect", "params": {
             "minProtocol": 4, "maxProtocol": 4,
-            "client": {"id": "e2e", "version": "1", "platform": "linux", "mode": "cli"}}})
+            "client": {"id": "e2e", "version": "1", "platform": "linux", "mode": "cli"},
+            "role": "operator", "scopes": ["operator.read"]}})
         hello = await self.read()
         assert hello.get("ok") is True, hello
         return hello["payload"]["server"]["connId"]

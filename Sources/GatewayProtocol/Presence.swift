@@ -1,0 +1,121 @@
+import Synchronization
+
+/// One entry of upstream's system presence (src/infra/system-presence.ts; PresenceEntrySchema):
+/// the gateway itself, or a connected client as its connect params describe it. Optional values
+/// are omitted, never null.
+public struct PresenceEntry: Codable, Equatable, Sendable {
+    public var host: String?
+    public var ip: String?
+    public var version: String?
+    public var platform: String?
+    public var deviceFamily: String?
+    public var modelIdentifier: String?
+    public var mode: String?
+    public var reason: String?
+    public var roles: [String]?
+    public var scopes: [String]?
+    public var instanceId: String?
+    public var text: String
+    /// When the entry was made (the client connected; the gateway: now), epoch milliseconds.
+    public var ts: Int
+
+    public init(
+        host: String? = nil, ip: String? = nil, version: String? = nil, platform: String? = nil,
+        deviceFamily: String? = nil, modelIdentifier: String? = nil, mode: String? = nil, reason: String? = nil,
+        roles: [String]? = nil, scopes: [String]? = nil, instanceId: String? = nil, text: String, ts: Int
+    ) {
+        self.host = host
+        self.ip = ip
+        self.version = version
+        self.platform = platform
+        self.deviceFamily = deviceFamily
+        self.modelIdentifier = modelIdentifier
+        self.mode = mode
+        self.reason = reason
+        self.roles = roles
+        self.scopes = scopes
+        self.instanceId = instanceId
+        self.text = text
+        self.ts = ts
+    }
+
+    /// The gateway's own entry, as upstream words it ("Gateway: host (ip) · app v · mode gateway ·
+    /// reason self").
+    public static func gateway(host: String, ip: String?, version: String, platform: String, modelIdentifier: String?) -> PresenceEntry {
+        let address = ip.map { " (\($0))" } ?? ""
+        return PresenceEntry(
+            host: host, ip: ip, version: version, platform: platform, deviceFamily: "Linux",
+            modelIdentifier: modelIdentifier, mode: "gateway", reason: "self",
+            text: "Gateway: \(host)\(address) · app \(version) · mode gateway · reason self", ts: 0)
+    }
+
+    /// Text fields must be non-empty where upstream's schema says so: an empty value is left out.
+    func withoutEmptyStrings() -> PresenceEntry {
+        func keep(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
+        var entry = self
+        entry.host = keep(host)
+        entry.ip = keep(ip)
+        entry.version = keep(version)
+        entry.platform = keep(platform)
+        entry.deviceFamily = keep(deviceFamily)
+        entry.modelIdentifier = keep(modelIdentifier)
+        entry.mode = keep(mode)
+        entry.reason = keep(reason)
+        entry.instanceId = keep(instanceId)
+        entry.roles = roles?.filter { !$0.isEmpty }
+        entry.scopes = scopes?.filter { !$0.isEmpty }
+        return entry
+    }
+}
+
+/// Who is here: the gateway's own entry and one per connected client, shared by every session of
+/// a server. `version` counts changes (hello-ok's `stateVersion.presence`).
+public final class PresenceBoard: Sendable {
+    private struct State {
+        /// Each client's entry and the order it joined in (ties of `ts` go to the later one).
+        var clients: [String: (entry: PresenceEntry, order: Int)] = [:]
+        var joined = 0
+        var version = 0
+    }
+
+    /// Upstream keeps at most this many entries, the newest.
+    public static let maxEntries = 200
+
+    private let state = Mutex(State())
+    private let gateway: PresenceEntry
+
+    public init(gateway: PresenceEntry) {
+        self.gateway = gateway
+    }
+
+    /// A board with a bare gateway entry (tests, and closing a handed-over session).
+    public convenience init() {
+        self.init(gateway: PresenceEntry(mode: "gateway", reason: "self", text: "Gateway", ts: 0))
+    }
+
+    func join(connId: String, _ entry: PresenceEntry) {
+        state.withLock { state in
+            state.joined += 1
+            state.clients[connId] = (entry, state.joined)
+            state.version += 1
+        }
+    }
+
+    /// The client of `connId` is gone.
+    public func leave(connId: String) {
+        state.withLock { state in
+            if state.clients.removeValue(forKey: connId) != nil { state.version += 1 }
+        }
+    }
+
+    public var version: Int { state.withLock { $0.version } }
+
+    /// The gateway first (stamped now), then the clients, newest first, at most ``maxEntries``.
+    public func list(now: Int) -> [PresenceEntry] {
+        var me = gateway
+        me.ts = now
+        let clients = state.withLock { Array($0.clients.values) }
+        let newestFirst = clients.sorted { ($0.entry.ts, $0.order) > ($1.entry.ts, $1.order) }
+        return [me] + newestFirst.prefix(Self.maxEntries - 1).map(\.entry)
+    }
+}
