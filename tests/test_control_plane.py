@@ -446,9 +446,10 @@ def test_hostile_input_leaves_the_gateway_serving_with_bounded_memory(gateways):
         pass
     still_serving()
     # an upgrade without a key, and a wrong version
-    for headers in (b"Sec-WebSocket-Version: 13\r\n", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n"):
+    for headers, status in ((b"Sec-WebSocket-Version: 13\r\n", 400),
+                            (b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n", 426)):
         raw = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + headers + b"\r\n"
-        assert http_get(port, "", raw=raw)[0] == 400
+        assert http_get(port, "", raw=raw)[0] == status
     still_serving()
     # a 100 MiB frame length header
     with _raw_upgrade(port) as s:

@@ -70,12 +70,12 @@ def test_a_websocket_upgrade_on_slash_stays_open_and_answers_pings(port):
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s\r\n")
 
 
-@pytest.mark.parametrize("headers", [
-    b"Sec-WebSocket-Version: 13\r\n",  # no key
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",  # old version
+@pytest.mark.parametrize("headers,status", [
+    (b"Sec-WebSocket-Version: 13\r\n", 400),  # no key
+    (b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n", 426),  # old version
 ])
-def test_a_broken_websocket_handshake_is_400_and_closed(port, headers):
+def test_a_broken_websocket_handshake_is_refused_and_closed(port, headers, status):
     code, response_headers, _ = http_get(port, "", raw=UPGRADE % headers)  # returns only at EOF
-    assert code == 400
+    assert code == status
     assert response_headers["sec-websocket-version"] == "13"
     assert http_get(port, "/healthz")[0] == 200

@@ -182,6 +182,8 @@ public final class GatewayServer: Sendable {
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
                 let allowed = head.uri == "/" && origins.allows(head, localPort: channel.localAddress?.port)
+                    && head.headers["sec-websocket-key"].count == 1
+                    && HTTPHandler.isValidWebSocketKey(head.headers["sec-websocket-key"][0])
                 // Refused requests reach HTTPHandler, which answers 403 (origin) or 400.
                 return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
@@ -192,10 +194,7 @@ public final class GatewayServer: Sendable {
                         connectionCount: { connections.count },
                         retryAfterMs: { rateLimiter.retryAfterMs(peer: peer) })
                     // NIO's upgrader has added the frame encoder, decoder and error handler.
-                    let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-                    try channel.pipeline.syncOperations.addHandler(
-                        FrameSplitter(maxFrameSize: configuration.controlPlane.maxPayload), position: .before(decoder))
-                    try Self.addControlPlane(
+                    try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: false, configuration: configuration,
                         rateLimiter: rateLimiter, peer: peer)
                 }
@@ -222,15 +221,33 @@ public final class GatewayServer: Sendable {
         try channel.pipeline.syncOperations.addHandler(httpHandler)
     }
 
-    static func addControlPlane(
+    /// The one pipeline of a WebSocket connection, whether it was just upgraded (NIO's upgrader
+    /// has added the frame encoder, the decoder and its error handler) or carried on from an
+    /// earlier process (`restored`: they are added here): the same handlers, the same rules.
+    ///
+    /// Inbound: FrameSplitter (whole frames only, for a handover) → NIO's frame decoder (frame
+    /// size, control frame rules) → RFC6455Conformance (the rest of RFC 6455) → NIO's aggregator
+    /// (a message's size) → WebSocketHandler (the control plane).
+    static func addWebSocketPipeline(
         channel: Channel, session: ControlPlaneSession, restored: Bool, configuration: ServerConfiguration,
         rateLimiter: AuthRateLimiter, peer: String
     ) throws {
-        try channel.pipeline.syncOperations.addHandlers([
+        let pipeline = channel.pipeline.syncOperations
+        let maxPayload = configuration.controlPlane.maxPayload
+        if restored {
+            try pipeline.addHandler(WebSocketFrameEncoder())
+            try pipeline.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxPayload)))
+            try pipeline.addHandler(WebSocketProtocolErrorHandler())
+        }
+        let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+        try pipeline.addHandler(FrameSplitter(maxFrameSize: maxPayload), position: .before(decoder))
+        try pipeline.addHandlers([
+            RFC6455Conformance(messageTimeout: .milliseconds(Int64(configuration.controlPlane.handshakeTimeoutMs))),
+            // Bounded by bytes (and RFC6455Conformance by time), not by how many fragments.
             NIOWebSocketFrameAggregator(
                 minNonFinalFragmentSize: 0,
-                maxAccumulatedFrameCount: 1024,
-                maxAccumulatedFrameSize: configuration.controlPlane.maxPayload),
+                maxAccumulatedFrameCount: .max,
+                maxAccumulatedFrameSize: maxPayload),
             WebSocketHandler(
                 session: session, configuration: configuration.controlPlane,
                 closeHandshakeTimeout: configuration.closeHandshakeTimeout,

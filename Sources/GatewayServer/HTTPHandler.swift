@@ -63,7 +63,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(.forbidden, body: #"{"ok":false,"error":"origin not allowed"}"#, head: head,
                  extra: [("Connection", "close")], context: context)
         case "/" where head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }:
-            // NIO's upgrader passes on a WebSocket request it refused (no key, another version).
+            // NIO's upgrader passes on a WebSocket request it refused (no key, another version),
+            // and so does shouldUpgrade (a key that is not base64 of 16 bytes).
+            let versions = head.headers["sec-websocket-version"]
+            if !versions.isEmpty && versions != ["13"] {
+                // RFC 6455, 4.2.2: another version gets 426 and the version this server speaks.
+                return send(.upgradeRequired, body: #"{"ok":false,"error":"unsupported WebSocket version (this server speaks 13)"}"#,
+                            head: head, extra: [("Sec-WebSocket-Version", "13"), ("Connection", "close")], context: context)
+            }
             send(.badRequest, body: #"{"ok":false,"error":"invalid WebSocket handshake (RFC 6455, version 13)"}"#, head: head,
                  extra: [("Sec-WebSocket-Version", "13"), ("Connection", "close")], context: context)
         case "/":
@@ -71,6 +78,17 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                  extra: [("Upgrade", "websocket"), ("Connection", "Upgrade")], context: context)
         default:
             send(.notFound, body: #"{"ok":false,"error":"not found"}"#, head: head, context: context)
+        }
+    }
+
+    /// RFC 6455, 4.2.1: the key "MUST be a nonce consisting of a randomly selected 16-byte value
+    /// that has been base64-encoded": 22 base64 digits and "==".
+    static func isValidWebSocketKey(_ key: String) -> Bool {
+        let bytes = Array(key.utf8)
+        guard bytes.count == 24, bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
+        return bytes[..<22].allSatisfy { byte in
+            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/")
         }
     }
 
@@ -83,7 +101,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let keepAlive = head.isKeepAlive && status != .badRequest && status != .forbidden
+        let asksToClose = extra.contains { $0.0 == "Connection" && $0.1 == "close" }
+        let keepAlive = head.isKeepAlive && status != .badRequest && status != .forbidden && !asksToClose
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
 
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

@@ -117,12 +117,7 @@ extension GatewayServer {
                         restoring: state.session, configuration: configuration.controlPlane, info: configuration.info,
                         peer: state.peer, connectionCount: { connections.count },
                         retryAfterMs: { rateLimiter.retryAfterMs(peer: state.peer) })
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(FrameSplitter(maxFrameSize: configuration.controlPlane.maxPayload))
-                    try pipeline.addHandler(WebSocketFrameEncoder())
-                    try pipeline.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.controlPlane.maxPayload)))
-                    try pipeline.addHandler(WebSocketProtocolErrorHandler())
-                    try Self.addControlPlane(
+                    try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: true, configuration: configuration,
                         rateLimiter: rateLimiter, peer: state.peer)
                 }

@@ -112,6 +112,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let violation = error as? WebSocketViolation {
+            // RFC6455Conformance: fail the connection with the code the RFC names.
+            return sendClose(context: context, code: violation.code, reason: violation.reason, thenCloseAfter: .zero)
+        }
         if error is NIOWebSocketFrameAggregator.Error {
             // A fragmented message grew past the limit.
             return sendClose(context: context, code: 1009, reason: "message too large", thenCloseAfter: .zero)
