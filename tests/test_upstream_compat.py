@@ -155,3 +155,30 @@ def test_a_protocol_mismatch_carries_upstreams_numbers(gateways):
     assert error["code"] == "INVALID_REQUEST" and error["message"] == "protocol mismatch"
     assert error["details"] == {"code": "PROTOCOL_MISMATCH", "expectedProtocol": 4, "clientMinProtocol": 3,
                                 "clientMaxProtocol": 3, "minimumProbeProtocol": 4}
+
+
+def test_presence_events_follow_clients_coming_and_going(gateways):
+    # upstream's broadcastPresenceSnapshot: a `presence` event with the whole list and the state
+    # versions; here at most one per second.
+    _, port = start(gateways)
+
+    async def next_presence(ws, deadline=5):
+        while True:
+            event = frame(await asyncio.wait_for(ws.recv(), deadline))
+            if event.get("event") == "presence":
+                return event
+
+    async def scenario():
+        watcher, hello = await connected(port, client_id="watcher")
+        assert "presence" in hello["features"]["events"]
+        visitor, _ = await connected(port, client_id="visitor")
+        arrived = await next_presence(watcher)
+        await visitor.close()
+        left = await next_presence(watcher)
+        await watcher.close()
+        return arrived, left
+    arrived, left = run(scenario())
+    assert [e.get("host") for e in arrived["payload"]["presence"][1:]][:2] == ["visitor", "watcher"]
+    assert [e.get("host") for e in left["payload"]["presence"][1:]] == ["watcher"]
+    assert left["stateVersion"]["presence"] > arrived["stateVersion"]["presence"]
+    assert left["seq"] == arrived["seq"] + 1

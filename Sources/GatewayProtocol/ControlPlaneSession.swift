@@ -78,7 +78,7 @@ public final class ControlPlaneSession {
     /// What this gateway serves, each with the operator scope upstream requires for it
     /// (src/gateway/method-scopes.ts): all four are read methods, and `health` is open to any role.
     public static let methods = ["health", "status", "system-presence", "config.get"]
-    public static let events = ["connect.challenge", "tick", "shutdown"]
+    public static let events = ["connect.challenge", "tick", "shutdown", "presence"]
 
     public enum State: Equatable {
         case awaitingConnect
@@ -161,7 +161,7 @@ public final class ControlPlaneSession {
         state = .connected
         grant = Grant(role: snapshot.role ?? "operator", scopes: snapshot.scopes ?? [Grant.readScope])
         presence = snapshot.presence ?? PresenceEntry(reason: "connect", text: "Node: \(snapshot.connId)", ts: Self.nowMs())
-        info.presence.join(connId: connId, presence!)
+        info.presence.join(connId: connId, presence!, quietly: true)
     }
 
     /// The largest frame accepted in the current state.
@@ -218,6 +218,21 @@ public final class ControlPlaneSession {
     public func tick() -> [SessionAction] {
         guard state == .connected else { return [] }
         return [.send(event("tick", TickPayload(ts: Self.nowMs())))]
+    }
+
+    /// A `presence` event (upstream's broadcastPresenceSnapshot: the whole list and the state
+    /// versions) to a connected client; `payload` is ``PresenceBoard/eventPayload(now:)``, encoded
+    /// once for every session.
+    public func presenceEvent(payload: String, presenceVersion: Int) -> [SessionAction] {
+        guard state == .connected else { return [] }
+        seq += 1
+        return [.send(#"{"type":"event","event":"presence","payload":"# + payload
+            + #","seq":\#(seq),"stateVersion":{"presence":\#(presenceVersion),"health":0}}"#)]
+    }
+
+    /// An event this client does not get (it is not reading): its sequence number is used up.
+    public func skipEvent() {
+        if state == .connected { seq += 1 }
     }
 
     /// Shutdown: the event to a connected client, then close 1012 "service restart".

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Synchronization
 
 /// One entry of upstream's system presence (src/infra/system-presence.ts; PresenceEntrySchema):
@@ -76,6 +81,7 @@ public final class PresenceBoard: Sendable {
         var clients: [String: (entry: PresenceEntry, order: Int)] = [:]
         var joined = 0
         var version = 0
+        var observer: (@Sendable () -> Void)?
     }
 
     /// Upstream keeps at most this many entries, the newest.
@@ -93,19 +99,41 @@ public final class PresenceBoard: Sendable {
         self.init(gateway: PresenceEntry(mode: "gateway", reason: "self", text: "Gateway", ts: 0))
     }
 
-    func join(connId: String, _ entry: PresenceEntry) {
-        state.withLock { state in
+    /// Called (outside the lock) after every change: who broadcasts `presence` events.
+    public func observe(_ observer: @escaping @Sendable () -> Void) {
+        state.withLock { $0.observer = observer }
+    }
+
+    /// A client connected. `quietly`: a session carried across a restart, which every client
+    /// already saw arrive; the list changes for nobody, so no `presence` event is sent.
+    func join(connId: String, _ entry: PresenceEntry, quietly: Bool = false) {
+        let observer = state.withLock { state in
             state.joined += 1
             state.clients[connId] = (entry, state.joined)
             state.version += 1
+            return state.observer
         }
+        if !quietly { observer?() }
     }
 
     /// The client of `connId` is gone.
     public func leave(connId: String) {
-        state.withLock { state in
-            if state.clients.removeValue(forKey: connId) != nil { state.version += 1 }
+        let observer = state.withLock { state -> (@Sendable () -> Void)? in
+            guard state.clients.removeValue(forKey: connId) != nil else { return nil }
+            state.version += 1
+            return state.observer
         }
+        observer?()
+    }
+
+    /// The `presence` event's payload (`{"presence":[…]}`) encoded once for every session, and
+    /// the version it shows.
+    public func eventPayload(now: Int) -> (json: String, version: Int) {
+        let version = self.version
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let data = (try? encoder.encode(["presence": list(now: now)])) ?? Data(#"{"presence":[]}"#.utf8)
+        return (String(decoding: data, as: UTF8.self), version)
     }
 
     public var version: Int { state.withLock { $0.version } }

@@ -50,11 +50,37 @@ public final class GatewayServer: Sendable {
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
     let rateLimiter: AuthRateLimiter
 
+    /// A `presence` broadcast is scheduled.
+    private let presenceBroadcastPending = NIOLockedValueBox(false)
+    /// Changes of presence within this window go out as one `presence` event.
+    static let presenceWindow: TimeAmount = .seconds(1)
+
     public init(group: EventLoopGroup, configuration: ServerConfiguration, logger: Logger) {
         self.group = group
         self.configuration = configuration
         self.logger = logger
         self.rateLimiter = AuthRateLimiter(limit: configuration.authFailureLimit)
+        configuration.info.presence.observe { [weak self] in self?.presenceChanged() }
+    }
+
+    /// Clients came or went: every connected session gets a `presence` event with the whole list,
+    /// as upstream broadcasts it, but at most one per ``presenceWindow`` (the list is encoded once
+    /// per broadcast, not once per change and client), and none to a client that is not reading
+    /// (upstream's dropIfSlow).
+    private func presenceChanged() {
+        let schedule = presenceBroadcastPending.withLockedValue { pending in
+            defer { pending = true }
+            return !pending
+        }
+        guard schedule else { return }
+        group.next().scheduleTask(in: Self.presenceWindow) { [self] in
+            presenceBroadcastPending.withLockedValue { $0 = false }
+            let (payload, version) = configuration.info.presence.eventPayload(now: ControlPlaneSession.nowMs())
+            let change = PresenceChanged(payload: payload, version: version)
+            for channel in connections.all {
+                channel.pipeline.fireUserInboundEventTriggered(change)
+            }
+        }
     }
 
     /// Open client connections (HTTP and WebSocket).

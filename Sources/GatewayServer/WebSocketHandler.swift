@@ -134,7 +134,13 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
+        if let change = event as? PresenceChanged {
+            guard !frozen else { return }
+            // Upstream's dropIfSlow: a client with output still queued does not get it, and the
+            // sequence number is used up, so its gap detection sees what it missed.
+            guard context.channel.isWritable else { return session.skipEvent() }
+            perform(session.presenceEvent(payload: change.payload, presenceVersion: change.version), context: context)
+        } else if event is ChannelShouldQuiesceEvent {
             guard !frozen else { return }
             ticker?.cancel()
             perform(session.shutdown(reason: "gateway stopping", restartExpectedMs: nil), context: context)
@@ -195,4 +201,11 @@ final class WebSocketHandler: ChannelInboundHandler {
             context.eventLoop.scheduleTask(in: wait) { channel.close(promise: nil) }
         }
     }
+}
+
+/// The presence list changed: one `presence` event for each connected session, its payload encoded
+/// once for all.
+struct PresenceChanged: Sendable {
+    let payload: String
+    let version: Int
 }

@@ -205,6 +205,29 @@ func json(_ action: SessionAction) -> [String: Any]? {
         #expect(board.version == 3)
     }
 
+    @Test func presenceEventsCarryTheListAndTheVersionsAndADroppedOneUsesUpItsSequence() throws {
+        let board = PresenceBoard()
+        let changes = Counter()
+        board.observe { changes.bump() }
+        let session = makeSession(presence: board)
+        _ = session.open()  // seq 1
+        _ = session.receive(connect())
+        #expect(changes.value == 1)
+        let (payload, version) = board.eventPayload(now: 5)
+        let event = json(session.presenceEvent(payload: payload, presenceVersion: version)[0])
+        #expect(event?["event"] as? String == "presence" && event?["seq"] as? Int == 2)
+        #expect((event?["stateVersion"] as? [String: Any])?["presence"] as? Int == 1)
+        #expect(((event?["payload"] as? [String: Any])?["presence"] as? [Any])?.count == 2)
+        session.skipEvent()  // seq 3, not sent
+        #expect(json(session.tick()[0])?["seq"] as? Int == 4)
+        // A session carried across a restart rejoins without an event: nobody saw it leave.
+        _ = ControlPlaneSession(
+            restoring: session.snapshot!, configuration: ControlPlaneConfiguration(serverVersion: "0", token: nil),
+            info: ServerInfo(pid: 2, urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0, presence: board),
+            connectionCount: { 1 })
+        #expect(changes.value == 1)
+    }
+
     @Test func configGetAnswersTheRedactedSnapshot() {
         let file = #"{"gateway":{"auth":{"token":"t0ps3cret","password":"pw\"x"},"port":18800},"models":{"maxTokens":5,"apiKey":"${KEY}"}}"#
         let snapshot = ConfigSnapshot(path: "/s/openclaw.json", contents: Array(file.utf8))
@@ -329,4 +352,9 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(actionsSeen > 0)
         #expect(invalidFrames.isEmpty, "\(invalidFrames.prefix(3))")
     }
+}
+
+final class Counter: @unchecked Sendable {
+    private(set) var value = 0
+    func bump() { value += 1 }
 }
