@@ -157,10 +157,25 @@ def test_a_protocol_mismatch_carries_upstreams_numbers(gateways):
                                 "clientMaxProtocol": 3, "minimumProbeProtocol": 4}
 
 
+def connect_ui(client_id, mode):
+    return json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+        "minProtocol": 4, "maxProtocol": 4, "role": "operator", "scopes": ["operator.read"],
+        "client": {"id": client_id, "version": "1.0", "platform": "macos", "mode": mode}}})
+
+
 def test_presence_events_follow_clients_coming_and_going(gateways):
     # upstream's broadcastPresenceSnapshot: a `presence` event with the whole list and the state
-    # versions; here at most one per second.
+    # versions; here at most one per second, to app and UI clients (not to a CLI run or a probe).
     _, port = start(gateways)
+
+    async def ui(client_id, mode="ui"):
+        ws = await ws_connect(port)
+        frame(await ws.recv())
+        await ws.send(connect_ui(client_id, mode))
+        hello = frame(await ws.recv())
+        assert hello["ok"] is True
+        return ws, hello["payload"]
+
 
     async def next_presence(ws, deadline=5):
         while True:
@@ -169,16 +184,25 @@ def test_presence_events_follow_clients_coming_and_going(gateways):
                 return event
 
     async def scenario():
-        watcher, hello = await connected(port, client_id="watcher")
+        watcher, hello = await ui("watcher")
         assert "presence" in hello["features"]["events"]
-        visitor, _ = await connected(port, client_id="visitor")
+        cli, _ = await connected(port, client_id="cli-run")  # mode cli
+        visitor, _ = await ui("visitor", mode="webchat")
         arrived = await next_presence(watcher)
+        cli_events = []  # what the CLI run got of the same broadcast: nothing
+        try:
+            while True:
+                cli_events.append(frame(await asyncio.wait_for(cli.recv(), 0.5)).get("event"))
+        except asyncio.TimeoutError:
+            pass
         await visitor.close()
+        await cli.close()
         left = await next_presence(watcher)
         await watcher.close()
-        return arrived, left
-    arrived, left = run(scenario())
-    assert [e.get("host") for e in arrived["payload"]["presence"][1:]][:2] == ["visitor", "watcher"]
+        return arrived, left, cli_events
+    arrived, left, cli_events = run(scenario())
+    assert "presence" not in cli_events
+    assert [e.get("host") for e in arrived["payload"]["presence"][1:]] == ["visitor", "cli-run", "watcher"]
     assert [e.get("host") for e in left["payload"]["presence"][1:]] == ["watcher"]
     assert left["stateVersion"]["presence"] > arrived["stateVersion"]["presence"]
     assert left["seq"] == arrived["seq"] + 1

@@ -224,7 +224,7 @@ public final class ControlPlaneSession {
     /// versions) to a connected client; `payload` is ``PresenceBoard/eventPayload(now:)``, encoded
     /// once for every session.
     public func presenceEvent(payload: String, presenceVersion: Int) -> [SessionAction] {
-        guard state == .connected else { return [] }
+        guard state == .connected, wantsPresence else { return [] }
         seq += 1
         return [.send(#"{"type":"event","event":"presence","payload":"# + payload
             + #","seq":\#(seq),"stateVersion":{"presence":\#(presenceVersion),"health":0}}"#)]
@@ -232,7 +232,17 @@ public final class ControlPlaneSession {
 
     /// An event this client does not get (it is not reading): its sequence number is used up.
     public func skipEvent() {
-        if state == .connected { seq += 1 }
+        if state == .connected && wantsPresence { seq += 1 }
+    }
+
+    /// Client modes that get `presence` events: not a node (upstream sends nodes none), and not a
+    /// command-line run or a probe, which read presence with `system-presence` when they want it.
+    /// Every event carries the whole list (up to 200 entries), so sending it to every connection
+    /// would cost the clients' count times the list for each change.
+    static let presenceQuietModes: Set<String> = ["cli", "probe"]
+
+    private var wantsPresence: Bool {
+        grant.role == "operator" && !(presence?.mode.map(Self.presenceQuietModes.contains) ?? false)
     }
 
     /// Shutdown: the event to a connected client, then close 1012 "service restart".

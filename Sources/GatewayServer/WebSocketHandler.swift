@@ -136,8 +136,8 @@ final class WebSocketHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let change = event as? PresenceChanged {
             guard !frozen else { return }
-            // Upstream's dropIfSlow: a client with output still queued does not get it, and the
-            // sequence number is used up, so its gap detection sees what it missed.
+            // Upstream's dropIfSlow: a client whose queued output is over the high-water mark does
+            // not get it, and the sequence number is used up, so its gap detection sees the miss.
             guard context.channel.isWritable else { return session.skipEvent() }
             perform(session.presenceEvent(payload: change.payload, presenceVersion: change.version), context: context)
         } else if event is ChannelShouldQuiesceEvent {

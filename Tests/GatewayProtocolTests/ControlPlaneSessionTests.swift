@@ -18,12 +18,12 @@ func makeSession(
 
 func connect(
     id: String = "1", min: Int = 4, max: Int = 4, token: String? = nil, role: String? = nil,
-    scopes: [String]? = ["operator.read"], clientId: String = "cli"
+    scopes: [String]? = ["operator.read"], clientId: String = "cli", mode: String = "cli"
 ) -> String {
     let auth = token.map { #","auth":{"token":"\#($0)"}"# } ?? ""
     let roleField = role.map { #","role":"\#($0)""# } ?? ""
     let scopesField = scopes.map { #","scopes":[\#($0.map { "\"\($0)\"" }.joined(separator: ","))]"# } ?? ""
-    return #"{"type":"req","id":"\#(id)","method":"connect","params":{"minProtocol":\#(min),"maxProtocol":\#(max),"client":{"id":"\#(clientId)","version":"1","platform":"linux","mode":"cli"}\#(auth)\#(roleField)\#(scopesField)}}"#
+    return #"{"type":"req","id":"\#(id)","method":"connect","params":{"minProtocol":\#(min),"maxProtocol":\#(max),"client":{"id":"\#(clientId)","version":"1","platform":"linux","mode":"\#(mode)"}\#(auth)\#(roleField)\#(scopesField)}}"#
 }
 
 func payload(_ action: SessionAction) -> [String: Any]? { json(action)?["payload"] as? [String: Any] }
@@ -211,13 +211,16 @@ func json(_ action: SessionAction) -> [String: Any]? {
         board.observe { changes.bump() }
         let session = makeSession(presence: board)
         _ = session.open()  // seq 1
-        _ = session.receive(connect())
+        _ = session.receive(connect(mode: "ui"))
         #expect(changes.value == 1)
+        let cliRun = makeSession(presence: board, connId: "c2")
+        _ = cliRun.receive(connect())  // mode cli: reads presence by asking, gets no events
         let (payload, version) = board.eventPayload(now: 5)
+        #expect(cliRun.presenceEvent(payload: payload, presenceVersion: version).isEmpty)
         let event = json(session.presenceEvent(payload: payload, presenceVersion: version)[0])
         #expect(event?["event"] as? String == "presence" && event?["seq"] as? Int == 2)
-        #expect((event?["stateVersion"] as? [String: Any])?["presence"] as? Int == 1)
-        #expect(((event?["payload"] as? [String: Any])?["presence"] as? [Any])?.count == 2)
+        #expect((event?["stateVersion"] as? [String: Any])?["presence"] as? Int == 2)
+        #expect(((event?["payload"] as? [String: Any])?["presence"] as? [Any])?.count == 3)
         session.skipEvent()  // seq 3, not sent
         #expect(json(session.tick()[0])?["seq"] as? Int == 4)
         // A session carried across a restart rejoins without an event: nobody saw it leave.
@@ -225,7 +228,7 @@ func json(_ action: SessionAction) -> [String: Any]? {
             restoring: session.snapshot!, configuration: ControlPlaneConfiguration(serverVersion: "0", token: nil),
             info: ServerInfo(pid: 2, urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0, presence: board),
             connectionCount: { 1 })
-        #expect(changes.value == 1)
+        #expect(changes.value == 2)
     }
 
     @Test func configGetAnswersTheRedactedSnapshot() {
