@@ -35,7 +35,7 @@ unit-test:
 	$(SWIFT) test --skip-build
 
 integration-test:
-	OPENCLAW_GATEWAY_BIN=$(BIN_DIR)/openclaw-gateway $(PYTHON) -m pytest -q -p no:cacheprovider tests/
+	OPENCLAW_GATEWAY_BIN=$(BIN_DIR)/openclaw-gateway $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/
 
 # dist/openclaw-gateway_<version>_<arch>.deb, checked by lintian (no error, no warning).
 deb:

@@ -4,6 +4,7 @@ NOTIFY_SOCKET, real signals. Nothing here imitates the gateway."""
 import asyncio
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -51,6 +52,26 @@ def bind_with_reuseaddr(port: int) -> None:
         s.listen(1)
 
 
+def wait_accepted(client: socket.socket, timeout: float = 5.0) -> None:
+    """Returns once the server side of `client`'s connection has been accept()ed: while it waits
+    in the listen backlog the kernel shows it with inode 0, once accepted with its socket's inode.
+    The kernel offers no event for that, so /proc/net/tcp is polled under a deadline."""
+    port = client.getsockname()[1]
+    peer_port = client.getpeername()[1]
+    deadline = time.monotonic() + timeout
+    while True:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    local, remote, inode = fields[1], fields[2], fields[9]
+                    if int(local.split(":")[1], 16) == peer_port and int(remote.split(":")[1], 16) == port and inode != "0":
+                        return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the connection from port {port} was not accepted within {timeout}s")
+        time.sleep(0.005)
+
+
 def http_get(port: int, path: str, method: str = "GET", host: str = "127.0.0.1", raw: bytes | None = None):
     """One HTTP/1.1 request on a fresh connection; returns (status, headers, body)."""
     with socket.create_connection((host, port), timeout=5) as s:
@@ -73,6 +94,10 @@ def http_get(port: int, path: str, method: str = "GET", host: str = "127.0.0.1",
     return status, headers, body
 
 
+class ProcessExited(Exception):
+    """The process being waited for is gone."""
+
+
 class NotifySocket:
     """A datagram socket standing in for systemd's NOTIFY_SOCKET: it receives what the gateway
     sends with sd_notify."""
@@ -83,24 +108,39 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.messages: list[str] = []
 
-    def wait_for(self, line: str, timeout: float = 15.0) -> str:
-        """The first message (seen before or arriving now) that has `line` as one of its lines."""
+    def wait_for(self, line: str, timeout: float = 15.0, pid: int | None = None) -> str:
+        """The first message (seen before or arriving now) that has `line` as one of its lines.
+        With `pid`, it stops as soon as that process exits (it would never send it): both are
+        waited for as events, the socket and a pidfd, never by sleeping."""
         for message in self.messages:
             if line in message.split("\n"):
                 return message
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {line!r} on NOTIFY_SOCKET within {timeout}s; got {self.messages}")
-            self.sock.settimeout(remaining)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ, "message")
+            pidfd = None
+            if pid is not None:
+                try:
+                    pidfd = os.pidfd_open(pid)
+                    selector.register(pidfd, selectors.EVENT_READ, "exit")
+                except ProcessLookupError:
+                    raise ProcessExited(f"the process exited before sending {line!r}; got {self.messages}")
             try:
-                message = self.sock.recv(4096).decode()
-            except socket.timeout:
-                continue
-            self.messages.append(message)
-            if line in message.split("\n"):
-                return message
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no {line!r} on NOTIFY_SOCKET within {timeout}s; got {self.messages}")
+                    events = [key.data for key, _ in selector.select(remaining)]
+                    if "message" in events:
+                        message = self.sock.recv(4096).decode()
+                        self.messages.append(message)
+                        if line in message.split("\n"):
+                            return message
+                    elif "exit" in events:
+                        raise ProcessExited(f"the process exited without sending {line!r}; got {self.messages}")
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
 
     def count(self, line: str) -> int:
         return sum(1 for m in self.messages if line in m.split("\n"))
@@ -183,9 +223,11 @@ class Gateway:
         """The READY=1 message (with its STATUS)."""
         assert self.notify, "this gateway has no NOTIFY_SOCKET"
         try:
-            return self.notify.wait_for("READY=1", timeout)
-        except TimeoutError:
-            raise TimeoutError(f"gateway not READY (exit={self.proc.poll()}); stderr:\n{self.stderr}")
+            return self.notify.wait_for("READY=1", timeout, pid=self.proc.pid)
+        except (TimeoutError, ProcessExited):
+            if self.proc.poll() is not None:
+                self._reader.join(5)  # all of stderr, for the message
+            raise AssertionError(f"gateway not READY (exit={self.proc.poll()}); stderr:\n{self.stderr}") from None
 
     def wait(self, timeout: float = 15.0) -> int:
         rc = self.proc.wait(timeout)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 
@@ -10,9 +11,13 @@ import pytest
 from harness import BIN, free_port, http_get, port_accepts
 
 
-def test_help_documents_the_exit_statuses(gateways):
-    gw = gateways(["run", "--help"], notify=False)
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_documents_the_exit_statuses(gateways, argv):
+    gw = gateways(argv, notify=False)
     assert gw.wait() == 0
+    text = " ".join(gw.stdout().split())
+    for status, meaning in (("0", "clean shutdown"), ("64", "usage error"), ("78", "GatewayLockError")):
+        assert re.search(rf"\b{status} [^.;]*{meaning}", text), (status, meaning, text)
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc"])
@@ -28,9 +33,14 @@ def test_an_invalid_port_in_the_environment_is_a_usage_error(gateways):
     assert "OPENCLAW_GATEWAY_PORT" in gw.lines[0]
 
 
-def test_an_unknown_flag_is_a_usage_error(gateways):
-    gw = gateways(["--prot", "1"], notify=False)
+@pytest.mark.parametrize("argv,says", [(["--prot", "1"], "--prot"), (["--log-level", "loud"], "loud"),
+                                       (["--max-connections", "0"], "--max-connections"),
+                                       (["status", "--bogus"], "--bogus")])
+def test_a_usage_error_is_one_line_and_64(gateways, argv, says):
+    # A daemon's errors land in a journal: one line each, as the README's table promises.
+    gw = gateways(argv, notify=False)
     assert gw.wait() == 64
+    assert len(gw.lines) == 1 and gw.lines[0].startswith("openclaw-gateway: ") and says in gw.lines[0], gw.lines
 
 
 def test_dev_with_profile_is_a_usage_error(gateways):
@@ -70,9 +80,39 @@ def test_port_precedence_flag_env_config(gateways, home):
     gw.stop()
 
 
+class Held:
+    """Something listening on 127.0.0.1:port for the test: this socket, or, when the port is
+    taken already (`make run`, the installed .deb), whatever holds it. Either way the gateway must
+    refuse it, so the port it resolved shows without binding a fixed port."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        try:
+            self.sock.bind(("127.0.0.1", port))
+            self.sock.listen(1)
+        except OSError:
+            self.sock.close()
+            self.sock = None
+        assert port_accepts(port), f"nothing listens on {port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.sock:
+            self.sock.close()
+
+
+def _resolved_port(gateways, args, port):
+    with Held(port):
+        gw = gateways(args, notify=False)
+        assert gw.wait() == 78
+    return gw.lines[0]
+
+
 def test_without_anything_the_port_is_18789(gateways):
-    gw = gateways([])
-    assert "ws://127.0.0.1:18789" in gw.wait_ready()
+    line = _resolved_port(gateways, [], 18789)
+    assert line == "GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:18789"
 
 
 def test_a_profile_reads_its_own_config(gateways, home):
@@ -83,8 +123,8 @@ def test_a_profile_reads_its_own_config(gateways, home):
 
 
 def test_dev_defaults_to_port_19001(gateways):
-    gw = gateways(["--dev"])
-    assert "ws://127.0.0.1:19001" in gw.wait_ready()
+    line = _resolved_port(gateways, ["--dev"], 19001)
+    assert line == "GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:19001"
 
 
 def test_state_dir_from_openclaw_state_dir(gateways, tmp_path):
@@ -140,10 +180,22 @@ def test_the_early_lock_refuses_and_fails_exactly_like_the_full_parse(tmp_path):
         ]
         for argv in corpus:
             early = _outcome(argv, env)
-            full = _outcome([*argv, "--log-level", "info"] if argv[-1:] != ["--port"] else argv, env)
+            # A command line ending in a flag that wants a value takes the extra flag as that value,
+            # so the extra flag goes first there: the same command line is never run twice.
+            full = _outcome([*argv, "--log-level", "info"] if argv[-1:] != ["--port"] else ["--log-level", "info", *argv], env)
             assert early[0] in (64, 78), (argv, early)  # nothing may start on a held port
             assert early == full, (argv, early, full)
         # and the refusal itself, through the early path
         rc, err = _outcome(["--port", port], env)
         assert rc == 78
         assert err.splitlines()[0] == f"GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:{port}"
+
+
+def test_a_bind_to_an_address_this_host_lacks_says_so_and_what_to_do(gateways):
+    port = free_port()
+    gw = gateways(["--bind", "192.0.2.1", "--port", str(port), "--token", "t"], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines[0].startswith(f"GatewayLockError: failed to bind gateway socket on ws://192.0.2.1:{port}: bind(): ")
+    assert gw.lines[1:] == ["hint: 192.0.2.1 is not an address of this host; use --bind loopback, --bind lan, "
+                            "or an address that `ip -brief address` lists"]
+

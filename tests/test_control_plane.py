@@ -28,8 +28,11 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 def test_the_schema_copy_matches_shared():
-    if SHARED_SCHEMA.exists():
-        assert json.loads(SHARED_SCHEMA.read_text()) == json.loads(SCHEMA_PATH.read_text())
+    if not SHARED_SCHEMA.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_SCHEMA} is missing: CI must check the copy against it")
+        pytest.skip(f"{SHARED_SCHEMA} is not beside this clone, so the copy cannot be compared")
+    assert json.loads(SHARED_SCHEMA.read_text()) == json.loads(SCHEMA_PATH.read_text())
 
 
 def frame(text):

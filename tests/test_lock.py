@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness import (BIN, BIND_FAILED_PREFIX, DUPLICATE_LINE, bind_with_reuseaddr, close_of, free_port,
-                     http_get, port_accepts, run, ws_connect)
+                     http_get, port_accepts, run, wait_accepted, ws_connect)
 
 
 def test_second_instance_fails_with_the_exact_line_and_78_in_well_under_a_second(gateways):
@@ -185,6 +185,7 @@ def test_a_request_sent_as_shutdown_begins_is_still_answered(gateways):
     gw = gateways(["--port", str(port)])
     gw.wait_ready()
     s = socket.create_connection(("127.0.0.1", port))
+    wait_accepted(s)  # in the backlog, closing the listener would reset it: not this test's case
     gw.signal(signal.SIGTERM)
     gw.wait_for_log("stopped listening")  # connections are being asked to finish right now
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

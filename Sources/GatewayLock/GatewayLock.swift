@@ -128,7 +128,7 @@ public enum GatewayLock {
             primary = try FallbackBind.listen(on: request.address, port: request.port)
         } catch {
             if error.isAddressInUse { throw .alreadyListening(on: request.url) }
-            throw .bindFailed(on: request.url, reason: error.reason)
+            throw .bindFailed(on: request.url, reason: error.reason, systemError: error.errno)
         }
         guard let (address, port) = localAddress(of: primary) else {
             let reason = "getsockname(): \(errnoText(errno))"

@@ -18,6 +18,8 @@ public struct GatewayLockError: Error, CustomStringConvertible, Equatable, Senda
     public let url: String
     /// For `.bindFailed`: what went wrong, for a person.
     public let reason: String?
+    /// For a failed bind of our own: the errno, so that a hint can say what to do.
+    public var systemError: Int32? = nil
 
     /// The exit status of a process that fails with this error (EX_CONFIG).
     public static let exitStatus: Int32 = 78
@@ -26,8 +28,8 @@ public struct GatewayLockError: Error, CustomStringConvertible, Equatable, Senda
         GatewayLockError(kind: .alreadyListening, url: url, reason: nil)
     }
 
-    public static func bindFailed(on url: String, reason: String) -> GatewayLockError {
-        GatewayLockError(kind: .bindFailed, url: url, reason: reason)
+    public static func bindFailed(on url: String, reason: String, systemError: Int32? = nil) -> GatewayLockError {
+        GatewayLockError(kind: .bindFailed, url: url, reason: reason, systemError: systemError)
     }
 
     public var message: String {

@@ -32,6 +32,8 @@ struct RunCommand: ParsableCommand {
             'gateway' preferred) or, without it, from a bind of --bind:--port by this process. A \
             second gateway on the same port exits at once with status 78:
               GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:<port>
+
+            Exit statuses: 0 clean shutdown (SIGTERM or SIGINT); 64 usage error (bad flag, port,             profile or bind); 78 the listener could not be had (GatewayLockError) or the             configuration is wrong.
             """
     )
 
@@ -170,6 +172,17 @@ enum GatewayCommandLine {
         return options
     }
 
+    /// Help and version print and exit 0; a usage error is one line on stderr (a daemon's errors
+    /// end up in a journal, where ArgumentParser's usage block would be three lines of noise) and
+    /// exit 64.
+    static func exitForParseError(_ error: Error) -> Never {
+        let code = OpenclawGateway.exitCode(for: error)
+        guard code != .success else { OpenclawGateway.exit(withError: error) }
+        let message = OpenclawGateway.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid command line"
+        printError("openclaw-gateway: \(message) (see openclaw-gateway --help)")
+        exit(code.rawValue)
+    }
+
     /// Parses the command line and does everything that must happen on the main thread before any
     /// other thread exists; exits on a usage, configuration or lock error.
     static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
@@ -191,7 +204,7 @@ enum GatewayCommandLine {
             command = try OpenclawGateway.parseAsRoot(arguments)
         } catch {
             RestartHandover.closeStored(activation)
-            OpenclawGateway.exit(withError: error)  // help, version, or a usage error (64)
+            exitForParseError(error)
         }
         guard let run = command as? RunCommand else {
             do {

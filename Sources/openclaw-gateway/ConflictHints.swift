@@ -55,6 +55,20 @@ enum ConflictHints {
     }
 }
 
+/// The `hint:` line after a failed bind, when the errno says what to do; none otherwise.
+enum BindHints {
+    static func lines(_ error: GatewayLockError, address: String, port: Int) -> [String] {
+        switch error.systemError {
+        case EADDRNOTAVAIL:
+            return ["hint: \(address) is not an address of this host; use --bind loopback, --bind lan, or an address that `ip -brief address` lists"]
+        case EACCES where port < 1024:
+            return ["hint: port \(port) is below 1024, which needs root or CAP_NET_BIND_SERVICE; use a port from 1024 up, or a systemd socket unit"]
+        default:
+            return []
+        }
+    }
+}
+
 /// `--force`: take the port from a running openclaw-gateway (SIGTERM, SIGKILL after a grace
 /// period), never from anything else.
 enum ForcedTakeover {

@@ -134,6 +134,7 @@ enum GatewayRunner {
             throw error
         } catch {
             printError(error.description)
+            for line in BindHints.lines(error, address: request.address.description, port: request.port) { printError(line) }
             throw error
         }
     }

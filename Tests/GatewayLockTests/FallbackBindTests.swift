@@ -69,7 +69,8 @@ func closeAll(_ acquired: GatewayLock.Acquired) {
     @Test func anAddressThisHostDoesNotHaveIsABindFailure() {
         let port = freePort()
         let request = GatewayLock.Request(address: BindAddress(literal: "192.0.2.1")!, port: port)
-        #expect(throws: GatewayLockError.bindFailed(on: "ws://192.0.2.1:\(port)", reason: "bind(): Cannot assign requested address")) {
+        #expect(throws: GatewayLockError.bindFailed(
+            on: "ws://192.0.2.1:\(port)", reason: "bind(): Cannot assign requested address", systemError: EADDRNOTAVAIL)) {
             try GatewayLock.acquire(request, activation: .notForUs(detail: nil), logger: quietLogger)
         }
     }

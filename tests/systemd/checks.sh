@@ -174,10 +174,11 @@ out=$($SESSIONS soak 18800 --clients 5 --every-ms 20 --during "systemctl restart
 check "7. ... an instance's sessions cross its restart too: $out" test $rc = 0
 systemctl stop openclaw-gateway@18800.socket openclaw-gateway@18801.socket openclaw-gateway@18800.service openclaw-gateway@18801.service
 
-# 9. exposure score (recorded in the README; goal <= 2.0)
+# 9. exposure score: the README publishes 1.0 for the installed unit; assert exactly that figure
+# (systemd-analyze --offline scores the unit file alone at 1.2: it cannot see the running unit).
 score=$(systemd-analyze security openclaw-gateway.service 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
 echo "# systemd-analyze security openclaw-gateway.service: $score"
-check "9. exposure score $score is 2.0 or lower" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+check "9. exposure score $score is the published 1.0 or lower" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 1.0) }'
 
 # 8. stop frees the port; purge removes units and state
 systemctl stop openclaw-gateway.socket openclaw-gateway.service
