@@ -205,7 +205,7 @@ public final class ControlPlaneSession {
             guard Self.methods.contains(method) else { return [fail(id, "unknown method \(method)")] }
             if let refusal = grant.refusal(for: method) { return [fail(id, refusal)] }
             switch method {
-            case "health": return [respond(id, health())]
+            case "health": return [.send(health().responseFrame(id: id))]
             case "status": return [respond(id, status())]
             case "system-presence": return [respond(id, info.presence.list(now: Self.nowMs()))]
             default: return [respond(id, configSnapshot())]
