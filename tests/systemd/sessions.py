@@ -2,17 +2,20 @@
 """Live WebSocket sessions across restarts, for the end-to-end checks (python3 stdlib only).
 
   sessions.py soak PORT --clients N --every-ms MS [--during CMD] [--times K] [--gap S]
-      N clients each connect (challenge, connect, hello-ok), then send a `health` request every MS
-      ms. Meanwhile CMD runs K times, S seconds apart. Each client then asks `status` and closes
-      normally. Prints one JSON line: closes, lost and duplicated responses, connId changes, the
-      gateway pids seen, the longest wait for a response. Exit 0 when no client saw a close or a
-      lost, duplicated or unanswered response and the pid changed (when CMD ran).
+      N clients each connect (challenge, connect, hello-ok), ask `status` (the pid before), then
+      send a `health` request every MS ms. Once all N are connected, CMD runs K times, S seconds
+      apart; once every client had 3 requests answered that it sent after CMD, each asks `status`
+      again and closes normally. Prints one JSON line: closes, lost and duplicated responses,
+      connId changes, clients whose pid did not change, the pids seen, the longest wait for a
+      response. Exit 0 when every one of the N kept its connId, saw the pid change (when CMD
+      ran), and no client saw a close or a lost, duplicated or unanswered response.
   sessions.py stop PORT --clients N --during CMD
       N connected clients; CMD runs once; each must get the `shutdown` event and close 1012
       within 12 s. Exit 0 when all did.
   sessions.py halfframe PORT --during CMD
-      A connected client sends half of a `health` request frame, CMD runs, then it sends the rest:
-      exit 0 when the answer comes, once, and nothing was closed.
+      A connected client sends a whole request and half of a `health` request frame in one write;
+      once the whole one is answered (so the half was read), CMD runs, then it sends the rest:
+      exit 0 when the answer comes once, from the new process, and nothing was closed.
 """
 
 import argparse
@@ -105,18 +108,36 @@ async def run_commands(command, times, gap):
 
 
 async def soak(args):
+    """Every client records the pid and connId it saw before CMD and after; the verdict is per
+    client: each of the N must have kept its connId and (when CMD ran) seen the pid change."""
     stats = {"clients": args.clients, "sent": 0, "answered": 0, "lost": 0, "duplicated": 0, "closes": {},
-             "connIdChanged": 0, "pidsBefore": set(), "pidsAfter": set(), "maxWaitMs": 0.0, "errors": {}}
+             "connIdChanged": 0, "pidUnchanged": 0, "bothStatuses": 0, "pidsBefore": set(), "pidsAfter": set(),
+             "maxWaitMs": 0.0, "errors": {}}
     stop = asyncio.Event()
+    connected = asyncio.Event()   # every client is past hello-ok and has its status-0 answer
+    settled = asyncio.Event()     # after CMD, every client has had answers from the new process
+    opened = 0
+    after = {"marker": None, "clients": set()}
+    finished = 0
+
+    def one_finished():
+        nonlocal finished
+        finished += 1
+        if finished == args.clients:  # some failed: nobody waits for them
+            connected.set()
+            settled.set()
 
     async def one(i):
+        nonlocal opened
         client = Client(args.port)
+        before = None
         try:
             conn_id = await client.open()
             client.send({"type": "req", "id": "status-0", "method": "status"})
             pending = {}
             seen = set()
             n = 0
+            answered_after = 0
 
             async def sender():
                 nonlocal n
@@ -129,7 +150,7 @@ async def soak(args):
                     await asyncio.sleep(args.every_ms / 1000)
                 client.send({"type": "req", "id": "status-1", "method": "status"})
 
-            send_task = asyncio.create_task(sender())
+            send_task = None
             try:
                 while True:
                     message = await client.read()
@@ -141,17 +162,34 @@ async def soak(args):
                         continue
                     seen.add(rid)
                     if rid == "status-0":
-                        stats["pidsBefore"].add(message["payload"]["pid"])
+                        before = message["payload"]["pid"]
+                        stats["pidsBefore"].add(before)
+                        opened += 1
+                        if opened == args.clients:
+                            connected.set()
+                        send_task = asyncio.create_task(sender())
                     elif rid == "status-1":
-                        stats["pidsAfter"].add(message["payload"]["pid"])
+                        after_pid = message["payload"]["pid"]
+                        stats["pidsAfter"].add(after_pid)
+                        stats["bothStatuses"] += 1
                         if message["payload"]["connId"] != conn_id:
                             stats["connIdChanged"] += 1
+                        if args.during and after_pid == before:
+                            stats["pidUnchanged"] += 1
                         break
                     elif rid in pending:
+                        sent_at = pending.pop(rid)
                         stats["answered"] += 1
-                        stats["maxWaitMs"] = max(stats["maxWaitMs"], (time.monotonic() - pending.pop(rid)) * 1000)
+                        stats["maxWaitMs"] = max(stats["maxWaitMs"], (time.monotonic() - sent_at) * 1000)
+                        if after["marker"] is not None and sent_at > after["marker"]:
+                            answered_after += 1
+                            if answered_after == 3:
+                                after["clients"].add(i)
+                                if len(after["clients"]) == args.clients:
+                                    settled.set()
             finally:
-                send_task.cancel()
+                if send_task:
+                    send_task.cancel()
             stats["lost"] += len(pending)
             await client.close()
         except Closed as closed:
@@ -159,12 +197,22 @@ async def soak(args):
         except Exception as e:  # refused, reset, protocol: all count
             key = f"{type(e).__name__}: {e}"
             stats["errors"][key] = stats["errors"].get(key, 0) + 1
+        finally:
+            one_finished()
 
     tasks = [asyncio.create_task(one(i)) for i in range(args.clients)]
-    await asyncio.sleep(1.0)
+    try:
+        await asyncio.wait_for(connected.wait(), 60)  # every session is live before CMD runs
+    except asyncio.TimeoutError:
+        stats["errors"]["not every client connected within 60 s"] = args.clients - opened
     if args.during:
         await run_commands(args.during, args.times, args.gap)
-    await asyncio.sleep(1.0)
+    # load goes on until every client was answered (3 requests sent after CMD finished)
+    after["marker"] = time.monotonic()
+    try:
+        await asyncio.wait_for(settled.wait(), 30)
+    except asyncio.TimeoutError:
+        stats["errors"]["not every client was answered after the command"] = args.clients - len(after["clients"])
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
     stats["pidsBefore"] = sorted(stats["pidsBefore"])
@@ -172,10 +220,10 @@ async def soak(args):
     stats["maxWaitMs"] = round(stats["maxWaitMs"], 1)
     print(json.dumps(stats))
     good = (not stats["closes"] and not stats["errors"] and stats["lost"] == 0 and stats["duplicated"] == 0
-            and stats["connIdChanged"] == 0 and len(stats["pidsAfter"]) == 1 and stats["sent"] > 0
-            and stats["answered"] == stats["sent"])
+            and stats["connIdChanged"] == 0 and stats["bothStatuses"] == args.clients and len(stats["pidsAfter"]) == 1
+            and stats["sent"] > 0 and stats["answered"] == stats["sent"])
     if args.during:
-        good = good and stats["pidsBefore"] != stats["pidsAfter"]
+        good = good and stats["pidUnchanged"] == 0
     return 0 if good else 1
 
 
@@ -209,27 +257,40 @@ async def stop_clients(args):
 
 
 async def halfframe(args):
+    """The order is proved, not assumed: a whole `before` request and the first half of `half`
+    go out in one write (one segment on loopback), so the old process answering `before` read the
+    half frame too; then CMD; then the rest. `half` must be answered once, by the new process (a
+    `status` sent after it answers with the new pid, and after `half`)."""
     client = Client(args.port)
     await client.open()
+    client.send({"type": "req", "id": "pid-before", "method": "status"})
+    old_pid = None
+    while old_pid is None:
+        message = await client.read()
+        if message.get("id") == "pid-before":
+            old_pid = message["payload"]["pid"]
     whole = frame(0x1, json.dumps({"type": "req", "id": "half", "method": "health"}).encode())
-    client.writer.write(whole[:len(whole) // 2])
+    before = frame(0x1, json.dumps({"type": "req", "id": "before", "method": "health"}).encode())
+    client.writer.write(before + whole[:len(whole) // 2])
     await client.writer.drain()
-    await asyncio.sleep(0.2)
+    while (await client.read()).get("id") != "before":
+        pass
     await run_commands(args.during, 1, 0)
-    client.writer.write(whole[len(whole) // 2:])
+    client.writer.write(whole[len(whole) // 2:] + frame(0x1, json.dumps({"type": "req", "id": "pid-after", "method": "status"}).encode()))
     answers = []
+    new_pid = None
     try:
-        while True:
-            message = await asyncio.wait_for(client.read(), 1.5)
+        while new_pid is None:
+            message = await asyncio.wait_for(client.read(), 10)
             if message.get("type") == "res":
                 answers.append(message["id"])
-    except asyncio.TimeoutError:
-        pass
-    except Closed as closed:
-        print(json.dumps({"answers": answers, "closed": str(closed)}))
+                if message["id"] == "pid-after":
+                    new_pid = message["payload"]["pid"]
+    except (asyncio.TimeoutError, Closed) as e:
+        print(json.dumps({"answers": answers, "error": repr(e)}))
         return 1
-    print(json.dumps({"answers": answers}))
-    return 0 if answers == ["half"] else 1
+    print(json.dumps({"answers": answers, "oldPid": old_pid, "newPid": new_pid}))
+    return 0 if answers == ["half", "pid-after"] and new_pid != old_pid else 1
 
 
 def main():
