@@ -57,10 +57,13 @@ include packaging/release.mk
 # SwiftPM links <scratch>/release to the build's product folder.
 STATIC_BIN := $(STATIC_SCRATCH)/release
 # PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
+# RUNS / LOAD_RUNS: how many start-up and load runs (bench/RESULTS.md says which it used).
+RUNS ?= 10
+LOAD_RUNS ?= 3
 bench: deps
 	@# a changed symbol order or export list does not change the link command: relink by hand
 	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \
-		$(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md
+		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md

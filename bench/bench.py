@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Notify, build_floor, defined_functions, free_port, healthz, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
+from benchlib import Notify, build_floor, free_port, healthz, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 
@@ -184,13 +184,10 @@ def floor_lines(results, peer):
 
 
 def symbol_order_line(binary):
-    """How much of packaging/openclaw-gateway.order the binary still defines: a list gone stale
-    (new dependencies, a changed start-up path) costs RSS and start-up time, never correctness."""
-    order = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "openclaw-gateway.order")
-    wanted = set(open(order).read().split())
-    found = len(wanted & defined_functions(binary))
-    hint = "" if found >= 0.9 * len(wanted) else " (stale: run packaging/symbol-order.py)"
-    return f"symbol order: {found} of {len(wanted)} listed functions are in the binary{hint}"
+    """How much of packaging/openclaw-gateway.order the binary still defines
+    (packaging/order-coverage.sh, which the package build also runs)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "order-coverage.sh")
+    return subprocess.run([script, binary], capture_output=True, text=True).stdout.strip()
 
 
 def main():
