@@ -1,0 +1,83 @@
+import GatewayProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import GatewayServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The connection cap with real threads and sockets: four event loops, a listening socket on
+/// loopback, and bursts of clients that the listener accepts together and hands to different
+/// loops. ConnectionRegistryTests check the same rule on one simulated loop; this is where the
+/// race between loops would show: judged when each loop sets its connection up (before commit
+/// 030b175), a burst got more or fewer answers than the cap.
+@Suite struct ConnectionCapRaceTests {
+    static func listeningSocket() -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Int32 in
+                precondition(bind(fd, address, length) == 0 && listen(fd, 128) == 0)
+                return getsockname(fd, address, &length)
+            }
+        }
+        return (fd, Int(UInt16(bigEndian: sin.sin_port)))
+    }
+
+    static func connected(port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = UInt16(port).bigEndian
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        precondition(rc == 0, "connect failed: \(errno)")
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// The status code of the first response line on `fd` (0 when none came).
+    static func status(_ fd: Int32) -> Int {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.count < 64, recv(fd, &byte, 1, 0) == 1, byte != UInt8(ascii: "\n") { line.append(byte) }
+        let parts = String(decoding: line, as: UTF8.self).split(separator: " ")
+        return parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+    }
+
+    @Test func aBurstAcceptedAcrossLoopsGetsExactlyTheCap() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 4)
+        var logger = Logger(label: "cap-race")
+        logger.logLevel = .critical
+        for round in 0..<25 {
+            let (fd, port) = Self.listeningSocket()
+            let info = ServerInfo(pid: 1, urls: [], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0)
+            var configuration = ServerConfiguration(controlPlane: ControlPlaneConfiguration(serverVersion: "0", token: nil), info: info)
+            configuration.maxConnections = 3
+            let server = GatewayServer(group: group, configuration: configuration, logger: logger)
+            // A burst: every client is connected (waiting in the backlog) before the listener
+            // serves, so it accepts them together and hands them to its four loops.
+            let clients = (0..<12).map { _ in Self.connected(port: port) }
+            try await server.adopt(listeningSockets: [fd]).get()
+            let request = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            for client in clients { _ = request.withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) } }
+            let statuses = clients.map(Self.status)
+            #expect(statuses.filter { $0 == 200 }.count == 3, "round \(round): \(statuses)")
+            #expect(statuses.filter { $0 == 503 }.count == 9, "round \(round): \(statuses)")
+            for client in clients { close(client) }
+            await server.closeListeners()
+            await server.closeConnections(gracePeriod: .seconds(1))
+        }
+        try await group.shutdownGracefully()
+    }
+}
