@@ -302,7 +302,7 @@ public final class ControlPlaneSession {
             host: host, ip: Self.isLoopback(peer) ? nil : peer, version: client.version, platform: client.platform,
             deviceFamily: client.deviceFamily, modelIdentifier: client.modelIdentifier, mode: client.mode,
             reason: "connect", roles: [role], scopes: grant.scopes, instanceId: client.instanceId,
-            text: "Node: \(host) · mode \(client.mode)", ts: Self.nowMs()
+            text: PresenceEntry.clientText(host: host, mode: client.mode), ts: Self.nowMs()
         ).withoutEmptyStrings()
         presence = entry
         info.presence.join(connId: connId, entry)

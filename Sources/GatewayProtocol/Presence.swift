@@ -54,6 +54,11 @@ public struct PresenceEntry: Codable, Equatable, Sendable {
             text: "Gateway: \(host)\(address) · app \(version) · mode gateway · reason self", ts: 0)
     }
 
+    /// A client's text, as upstream's upsertPresence words it.
+    public static func clientText(host: String, mode: String) -> String {
+        "Node: \(host) · mode \(mode)"
+    }
+
     /// Text fields must be non-empty where upstream's schema says so: an empty value is left out.
     func withoutEmptyStrings() -> PresenceEntry {
         func keep(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }

@@ -262,11 +262,11 @@ struct ConnectionRecord: Codable, Equatable {
     var peer: String
     /// Base64 of the bytes read but not yet acted on.
     var undecoded: Data
-    /// The grant and presence of a connected session. Absent in the records of 0.1.0, which
+    /// The grant and the client of a connected session. Absent in the records of 0.1.0, which
     /// granted nothing; a newer field is ignored by an older reader.
     var role: String?
     var scopes: [String]?
-    var presence: PresenceEntry?
+    var client: ClientRecord?
 
     init(_ connection: HandedOverConnection) {
         let state = connection.state
@@ -277,13 +277,49 @@ struct ConnectionRecord: Codable, Equatable {
         undecoded = Data(state.undecoded)
         role = state.session.role
         scopes = state.session.scopes
-        presence = state.session.presence
+        client = state.session.presence.map(ClientRecord.init)
     }
 
     var state: ConnectionState {
         ConnectionState(
-            session: .init(connId: connId, connected: connected, seq: seq, role: role, scopes: scopes, presence: presence),
+            session: .init(
+                connId: connId, connected: connected, seq: seq, role: role, scopes: scopes,
+                presence: client.map { $0.presence(role: role ?? "operator", scopes: scopes ?? []) }),
             undecoded: Array(undecoded), peer: peer)
+    }
+}
+
+/// Who the client said it is at connect: its presence entry less what the grant or the entry's
+/// other fields give back (its roles, scopes, reason and text). A restart with thousands of
+/// sessions decodes this for every one before it is ready, so it carries no more than it must.
+struct ClientRecord: Codable, Equatable {
+    var host: String?
+    var ip: String?
+    var version: String?
+    var platform: String?
+    var deviceFamily: String?
+    var modelIdentifier: String?
+    var mode: String?
+    var instanceId: String?
+    var ts: Int
+
+    init(_ entry: PresenceEntry) {
+        host = entry.host
+        ip = entry.ip
+        version = entry.version
+        platform = entry.platform
+        deviceFamily = entry.deviceFamily
+        modelIdentifier = entry.modelIdentifier
+        mode = entry.mode
+        instanceId = entry.instanceId
+        ts = entry.ts
+    }
+
+    func presence(role: String, scopes: [String]) -> PresenceEntry {
+        PresenceEntry(
+            host: host, ip: ip, version: version, platform: platform, deviceFamily: deviceFamily,
+            modelIdentifier: modelIdentifier, mode: mode, reason: "connect", roles: [role], scopes: scopes,
+            instanceId: instanceId, text: PresenceEntry.clientText(host: host ?? "", mode: mode ?? ""), ts: ts)
     }
 }
 

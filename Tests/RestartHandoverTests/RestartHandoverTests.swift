@@ -28,6 +28,25 @@ import Foundation  // JSONSerialization, to read frames the way a client would
         #expect(try StateFile.read(fd).connections[0].state == connection.state)
     }
 
+    @Test func aSessionsGrantAndPresenceSurviveTheRoundTripWithoutBeingStoredTwice() throws {
+        let presence = PresenceEntry(
+            host: "mac", version: "2026.11", platform: "macos 15", deviceFamily: "Mac", mode: "ui", reason: "connect",
+            roles: ["operator"], scopes: ["operator.admin"], instanceId: "i-1",
+            text: PresenceEntry.clientText(host: "mac", mode: "ui"), ts: 1_795_000_000_000)
+        let connection = HandedOverConnection(
+            fd: -1,
+            state: ConnectionState(
+                session: .init(connId: "c", connected: true, seq: 3, role: "operator", scopes: ["operator.admin"], presence: presence),
+                undecoded: [], peer: "127.0.0.1"))
+        let record = StateRecord(pid: 99, connections: [ConnectionRecord(connection)])
+        let fd = try StateFile.write(record)
+        defer { close(fd) }
+        #expect(try StateFile.read(fd).connections[0].state == connection.state)
+        // The roles, scopes and text are given back by the grant, not stored again with the client.
+        let stored = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(record.connections[0])) as? [String: Any]
+        #expect((stored?["client"] as? [String: Any]).map { Set($0.keys) } == ["host", "version", "platform", "deviceFamily", "mode", "instanceId", "ts"])
+    }
+
     @Test func aFileThatIsNotOurStateIsRefused() throws {
         let fd = try StateFile.write(StateRecord(format: "something-else/9", pid: 1, connections: []))
         defer { close(fd) }
