@@ -1,4 +1,5 @@
 import GatewayProtocol
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -41,17 +42,27 @@ extension GatewayServer {
     /// so the client sees nothing. Connections that cannot go (HTTP, closing, not draining) stay,
     /// for ``closeConnections(gracePeriod:)``.
     public func handOver(limit: Int, flushTimeout: TimeAmount) async -> [HandedOverConnection] {
-        var frozen: [(channel: Channel, state: ConnectionState, flushed: EventLoopFuture<Void>)] = []
-        for channel in connections.all where frozen.count < limit {
-            let taken = try? await channel.eventLoop.submit { () -> (ConnectionState, EventLoopFuture<Void>)? in
+        // Every connection is frozen on its own loop, all at once (one hop each, in parallel, not
+        // one after another: the clients wait for the slowest step times the count otherwise).
+        let taken = NIOLockedValueBox(0)
+        let freezing = connections.all.map { channel in
+            channel.eventLoop.submit { () -> (Channel, ConnectionState, EventLoopFuture<Void>)? in
                 let pipeline = channel.pipeline.syncOperations
                 guard channel.isActive,
                     let handler = try? pipeline.handler(type: WebSocketHandler.self),
                     let splitter = try? pipeline.handler(type: FrameSplitter.self),
                     let context = try? pipeline.context(handler: handler),
                     let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self),
-                    let snapshot = handler.freeze(context: context)
+                    taken.withLockedValue({ count in
+                        guard count < limit else { return false }
+                        count += 1
+                        return true
+                    })
                 else { return nil }
+                guard let snapshot = handler.freeze(context: context) else {
+                    taken.withLockedValue { $0 -= 1 }
+                    return nil
+                }
                 // In the same event loop turn as freeze: nothing is read and then dropped.
                 try? channel.syncOptions?.setOption(.autoRead, value: false)
                 // An empty write below the frame encoder completes once every frame queued before
@@ -60,17 +71,20 @@ extension GatewayServer {
                 let state = ConnectionState(
                     session: snapshot, undecoded: splitter.undecodedBytes,
                     peer: channel.remoteAddress?.ipAddress ?? "?")
-                return (state, flushed)
-            }.get()
-            if let (state, flushed) = taken {
-                frozen.append((channel, state, flushed))
+                return (channel, state, flushed)
             }
+        }
+        var frozen: [(channel: Channel, state: ConnectionState, flushed: EventLoopFuture<Void>)] = []
+        for future in freezing {
+            if let item = try? await future.get() ?? nil { frozen.append(item) }
         }
         guard !frozen.isEmpty else { return [] }
 
+        // The flush timeouts run side by side: at most `flushTimeout` in all.
+        let drainedFlags = frozen.map { Self.completes($0.flushed, within: flushTimeout, on: $0.channel.eventLoop) }
         var drained: [(channel: Channel, state: ConnectionState)] = []
-        for item in frozen {
-            if await Self.completes(item.flushed, within: flushTimeout, on: item.channel.eventLoop) {
+        for (item, flag) in zip(frozen, drainedFlags) {
+            if (try? await flag.get()) == true {
                 drained.append((item.channel, item.state))
             } else {
                 logger.notice("connection \(item.state.session.connId) did not drain its output in time; closing it instead")
@@ -79,6 +93,7 @@ extension GatewayServer {
 
         let index = SocketIndex.ofThisProcess()
         var handed: [HandedOverConnection] = []
+        var closing: [EventLoopFuture<Void>] = []
         for (channel, state) in drained {
             guard let key = SocketIndex.key(local: channel.localAddress, remote: channel.remoteAddress),
                 let fd = index[key]
@@ -92,8 +107,9 @@ extension GatewayServer {
                 continue
             }
             handed.append(HandedOverConnection(fd: copy, state: state))
-            try? await channel.close()
+            closing.append(channel.close())
         }
+        for future in closing { try? await future.get() }
         return handed
     }
 
@@ -131,14 +147,15 @@ extension GatewayServer {
         }.get()
     }
 
-    private static func completes(_ future: EventLoopFuture<Void>, within timeout: TimeAmount, on loop: EventLoop) async -> Bool {
+    /// True once `future` succeeds, false when it fails or `timeout` passes first.
+    private static func completes(_ future: EventLoopFuture<Void>, within timeout: TimeAmount, on loop: EventLoop) -> EventLoopFuture<Bool> {
         let promise = loop.makePromise(of: Bool.self)
         let timer = loop.scheduleTask(in: timeout) { promise.succeed(false) }
         future.whenComplete { result in
             timer.cancel()
             if case .success = result { promise.succeed(true) } else { promise.succeed(false) }
         }
-        return (try? await promise.futureResult.get()) ?? false
+        return promise.futureResult
     }
 }
 
