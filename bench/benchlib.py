@@ -19,7 +19,7 @@ def free_port():
 
 def healthz(port, timeout=5):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := s.recv(4096):
             data += chunk

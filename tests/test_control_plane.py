@@ -271,7 +271,7 @@ def test_unreadable_json_closes_1007(gateways):
 
 def _raw_upgrade(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
@@ -412,7 +412,7 @@ def test_fragmented_messages_are_reassembled(gateways):
 def test_a_request_whose_headers_never_finish_is_closed_after_the_header_timeout(gateways):
     _, port = start(gateways, "--header-timeout-ms", "300")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         assert s.recv(1024) == b""  # closed by the gateway, well before our 5 s
 
 
@@ -439,11 +439,11 @@ def test_hostile_input_leaves_the_gateway_serving_with_bounded_memory(gateways):
     still_serving()
     # an incomplete request that never ends (left open while we go on)
     slow = socket.create_connection(("127.0.0.1", port))
-    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     still_serving()
     # a 1 MiB header: refused (a 4xx, or a reset when the gateway closes while we still send)
     try:
-        code, _, _ = http_get(port, "", raw=b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        code, _, _ = http_get(port, "", raw=b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
         assert code in (400, 431)
     except (ConnectionResetError, BrokenPipeError):
         pass
@@ -451,7 +451,7 @@ def test_hostile_input_leaves_the_gateway_serving_with_bounded_memory(gateways):
     # an upgrade without a key, and a wrong version
     for headers, status in ((b"Sec-WebSocket-Version: 13\r\n", 400),
                             (b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n", 426)):
-        raw = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + headers + b"\r\n"
+        raw = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + headers + b"\r\n"
         assert http_get(port, "", raw=raw)[0] == status
     still_serving()
     # a 100 MiB frame length header

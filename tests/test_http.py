@@ -48,7 +48,7 @@ def test_malformed_requests_get_400_and_the_gateway_keeps_serving(port):
 
 def test_keep_alive_serves_several_requests_on_one_connection(port):
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         data = b""
         while data.count(b"HTTP/1.1 200") < 2:
             chunk = s.recv(4096)
@@ -67,7 +67,7 @@ def test_a_websocket_upgrade_on_slash_stays_open_and_answers_pings(port):
     assert run(scenario()) == 1000
 
 
-UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s\r\n")
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s\r\n")
 
 
 @pytest.mark.parametrize("headers,status", [

@@ -154,7 +154,7 @@ def test_a_client_that_ignores_the_close_handshake_does_not_hold_up_exit(gateway
     gw.wait_ready()
     # A raw TCP client that upgrades and then never reads or answers anything.
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     assert b"101" in s.recv(4096).split(b"\r\n")[0]
     started = time.monotonic()
@@ -188,7 +188,7 @@ def test_a_request_sent_as_shutdown_begins_is_still_answered(gateways):
     wait_accepted(s)  # in the backlog, closing the listener would reset it: not this test's case
     gw.signal(signal.SIGTERM)
     gw.wait_for_log("stopped listening")  # connections are being asked to finish right now
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     data = b""
     s.settimeout(5)
     while chunk := s.recv(4096):

@@ -139,6 +139,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
             bindAddress = .loopback
         }
 
+        let allowedOrigins = file?.gateway?.controlUi?.allowedOrigins ?? []
+        if let index = allowedOrigins.firstIndex(where: { $0.trimmingASCIISpaces().lowercased() == "null" }) {
+            // Every sandboxed iframe, data: URL and file:// page on the machine sends Origin: null.
+            throw .config(
+                "invalid config \(configFile): gateway.controlUi.allowedOrigins[\(index)] is \"null\", the origin every "
+                    + "sandboxed, data: or file: page sends; list the page's real origin instead")
+        }
+
         let token = nonEmpty(options.token) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN"))
             ?? nonEmpty(file?.gateway?.auth?.token)
         if !bindAddress.isLoopback && token == nil {
@@ -156,7 +164,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             configFileContents: file?.contents,
             bindAddress: bindAddress,
             token: token,
-            allowedOrigins: file?.gateway?.controlUi?.allowedOrigins ?? []
+            allowedOrigins: allowedOrigins
         )
     }
 
@@ -221,4 +229,10 @@ func nonEmpty(_ text: String?) -> String? {
 private func read(_ environment: [String: String], _ name: String) -> String? {
     assert(configurationEnvironmentNames.contains(name), "\(name) is not in configurationEnvironmentNames")
     return environment[name]
+}
+
+extension String {
+    func trimmingASCIISpaces() -> String {
+        String(String(drop { $0 == " " || $0 == "\t" }.reversed()).drop { $0 == " " || $0 == "\t" }.reversed())
+    }
 }

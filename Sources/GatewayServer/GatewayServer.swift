@@ -162,6 +162,7 @@ public final class GatewayServer: Sendable {
         let logger = self.logger
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
+        let hosts = HostPolicy(allowedOrigins: configuration.allowedOrigins)
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -184,7 +185,7 @@ public final class GatewayServer: Sendable {
                     }
                     do {
                         try Self.configureHTTP(
-                            channel: channel, configuration: configuration, origins: origins,
+                            channel: channel, configuration: configuration, origins: origins, hosts: hosts,
                             connections: connections, rateLimiter: rateLimiter)
                     } catch {
                         logger.warning("cannot set up a connection: \(error)")
@@ -195,10 +196,10 @@ public final class GatewayServer: Sendable {
     }
 
     private static func configureHTTP(
-        channel: Channel, configuration: ServerConfiguration, origins: OriginPolicy,
+        channel: Channel, configuration: ServerConfiguration, origins: OriginPolicy, hosts: HostPolicy,
         connections: ConnectionRegistry, rateLimiter: AuthRateLimiter
     ) throws {
-        let httpHandler = HTTPHandler(origins: origins)
+        let httpHandler = HTTPHandler(origins: origins, hosts: hosts)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let gate = QuiesceGate()
         let boundHandlers = NIOLoopBound((httpHandler, idle, gate), eventLoop: channel.eventLoop)
@@ -207,10 +208,11 @@ public final class GatewayServer: Sendable {
             maxFrameSize: configuration.controlPlane.maxPayload,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                let allowed = head.uri == "/" && origins.allows(head, localPort: channel.localAddress?.port)
+                let allowed = head.uri == "/" && hosts.allows(head, local: channel.localAddress)
+                    && origins.allows(head, localPort: channel.localAddress?.port)
                     && head.headers["sec-websocket-key"].count == 1
                     && HTTPHandler.isValidWebSocketKey(head.headers["sec-websocket-key"][0])
-                // Refused requests reach HTTPHandler, which answers 403 (origin) or 400.
+                // Refused requests reach HTTPHandler, which answers 421 (Host), 403 (origin) or 400.
                 return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, _ in

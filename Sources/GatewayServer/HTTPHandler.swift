@@ -8,10 +8,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let origins: OriginPolicy
+    private let hosts: HostPolicy
     private var request: HTTPRequestHead?
 
-    init(origins: OriginPolicy) {
+    init(origins: OriginPolicy, hosts: HostPolicy) {
         self.origins = origins
+        self.hosts = hosts
     }
 
     static let liveBody = #"{"ok":true,"status":"live"}"#
@@ -48,6 +50,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard hosts.allows(head, local: context.channel.localAddress) else {
+            // A foreign name for this address: a page after DNS rebinding. 421, as Jupyter and
+            // other local servers answer it, and nothing of the gateway's.
+            return send(.misdirectedRequest, body: #"{"ok":false,"error":"host not allowed"}"#, head: head,
+                        extra: [("Connection", "close")], context: context)
+        }
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
         let isGetOrHead = head.method == .GET || head.method == .HEAD
         switch path {

@@ -70,7 +70,7 @@ import Glibc
             // serves, so it accepts them together and hands them to its four loops.
             let clients = (0..<12).map { _ in Self.connected(port: port) }
             try await server.adopt(listeningSockets: [fd]).get()
-            let request = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
             for client in clients { _ = request.withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) } }
             let statuses = clients.map(Self.status)
             #expect(statuses.filter { $0 == 200 }.count == 3, "round \(round): \(statuses)")

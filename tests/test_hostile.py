@@ -1,0 +1,99 @@
+"""A hostile page or neighbour on the same host: DNS rebinding (a foreign name in Host) and an
+allowlist that names the `null` origin. Real sockets on loopback, the real binary."""
+
+import json
+import os
+import socket
+
+import pytest
+
+from harness import free_port, http_get, run, ws_connect
+
+
+def start(gateways, *args, env=None):
+    port = free_port()
+    gw = gateways(["--port", str(port), *args], env=env)
+    gw.wait_ready()
+    return gw, port
+
+
+def raw_get(port, host_header, path="/healthz", extra=b"", address="127.0.0.1"):
+    head = f"GET {path} HTTP/1.1\r\n".encode() + (f"Host: {host_header}\r\n".encode() if host_header is not None else b"")
+    return http_get(port, "", host=address, raw=head + extra + b"Connection: close\r\n\r\n")
+
+
+def upgrade_head(port, host_header):
+    """Status and headers of a WebSocket upgrade request (read up to the end of the head: a 101
+    leaves the connection open)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {host_header}\r\n".encode() + UPGRADE + b"\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    lines = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers
+
+
+UPGRADE = b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+
+def test_a_foreign_host_gets_421_on_healthz_and_on_the_upgrade(gateways):
+    # After DNS rebinding a page on evil.example talks to 127.0.0.1 with its own name as Host.
+    _, port = start(gateways)
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+        status, _, body = raw_get(port, host)
+        assert status == 421 and b"host not allowed" in body, (host, status)
+        status, headers = upgrade_head(port, host)
+        assert status == 421, (host, status)
+        assert "sec-websocket-accept" not in headers
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "127.0.0.1", "localhost"])
+def test_loopback_names_and_addresses_for_this_port_are_served(gateways, host):
+    _, port = start(gateways)
+    assert raw_get(port, host.format(port=port))[0] == 200
+    status, headers = upgrade_head(port, host.format(port=port))
+    assert status == 101 and headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_an_ipv6_literal_over_ipv6_is_served_and_another_port_is_not(gateways):
+    _, port = start(gateways)
+    assert raw_get(port, f"[::1]:{port}", address="::1")[0] == 200
+    assert raw_get(port, f"127.0.0.1:{port + 1}")[0] == 421  # the right address, another port
+    assert raw_get(port, f"192.0.2.1:{port}")[0] == 421  # an address, but not a loopback one
+
+
+def test_websocket_clients_and_http_1_0_without_host_still_work(gateways):
+    _, port = start(gateways)
+
+    async def scenario():
+        ws = await ws_connect(port)  # sends Host: 127.0.0.1:port
+        await ws.close()
+    run(scenario())
+    assert http_get(port, "", raw=b"GET /healthz HTTP/1.0\r\n\r\n")[0] == 200
+
+
+def test_a_configured_name_is_served_on_a_lan_bind_and_a_foreign_one_is_not(gateways, home):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state)
+    with open(os.path.join(state, "openclaw.json"), "w") as f:
+        json.dump({"gateway": {"controlUi": {"allowedOrigins": ["https://gateway.example.net"]}}}, f)
+    _, port = start(gateways, "--bind", "lan", env={"OPENCLAW_GATEWAY_TOKEN": "t"})
+    assert raw_get(port, f"gateway.example.net:{port}")[0] == 200
+    assert raw_get(port, f"evil.example:{port}")[0] == 421
+
+
+def test_null_in_the_allowed_origins_is_refused_at_start_naming_the_entry(gateways, home):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state)
+    path = os.path.join(state, "openclaw.json")
+    with open(path, "w") as f:
+        json.dump({"gateway": {"controlUi": {"allowedOrigins": ["https://ui.example", "null"]}}}, f)
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.controlUi.allowedOrigins[1] is \"null\", "
+                        "the origin every sandboxed, data: or file: page sends; list the page's real origin instead"]
