@@ -97,3 +97,79 @@ def test_null_in_the_allowed_origins_is_refused_at_start_naming_the_entry(gatewa
     assert gw.wait() == 78
     assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.controlUi.allowedOrigins[1] is \"null\", "
                         "the origin every sandboxed, data: or file: page sends; list the page's real origin instead"]
+
+
+# ---- the failed-token limiter (upstream's gateway.auth.rateLimit) --------------------------------
+
+
+def connect_as(port, token, **kwargs):
+    """Connects with `token`; the hello-ok payload, or the error of the refusal."""
+    async def scenario():
+        ws = await ws_connect(port, **kwargs)
+        await ws.recv()  # challenge
+        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": token},
+            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
+        reply = json.loads(await ws.recv())
+        await ws.close()
+        return reply
+    return run(scenario())
+
+
+def refused_for(reply):
+    return None if reply["ok"] else reply["error"]["details"]["code"]
+
+
+def test_a_local_attackers_failures_do_not_stop_the_right_secret(gateways):
+    _, port = start(gateways, "--token", "s3cret")
+    for _ in range(15):  # more than upstream's 10, from the same loopback address as the owner
+        assert refused_for(connect_as(port, "guess")) == "AUTH_TOKEN_MISMATCH"
+    assert connect_as(port, "s3cret")["ok"] is True
+
+
+def test_a_proxied_client_is_limited_and_the_owner_is_not(gateways):
+    _, port = start(gateways, "--token", "s3cret")
+    via = lambda client: {"extra_headers": {"X-Forwarded-For": client}}
+    for _ in range(10):
+        connect_as(port, "guess", **via("203.0.113.9"))
+    locked = connect_as(port, "s3cret", **via("203.0.113.9"))
+    assert refused_for(locked) == "AUTH_RATE_LIMITED" and locked["error"]["retryAfterMs"] > 200_000
+    assert connect_as(port, "s3cret")["ok"] is True  # the owner's CLI, directly
+    assert connect_as(port, "s3cret", **via("203.0.113.10"))["ok"] is True  # another proxied client
+
+
+def test_browser_pages_are_limited_per_origin_even_on_loopback(gateways, home):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state)
+    with open(os.path.join(state, "openclaw.json"), "w") as f:
+        json.dump({"gateway": {"controlUi": {"allowedOrigins": ["https://a.example", "https://b.example"]},
+                               "auth": {"rateLimit": {"maxAttempts": 3}}}}, f)
+    _, port = start(gateways, "--token", "s3cret")
+    for _ in range(3):
+        connect_as(port, "guess", origin="https://a.example")
+    assert refused_for(connect_as(port, "s3cret", origin="https://a.example")) == "AUTH_RATE_LIMITED"
+    assert connect_as(port, "s3cret", origin="https://b.example")["ok"] is True
+    assert connect_as(port, "s3cret")["ok"] is True
+
+
+def test_exempt_loopback_false_limits_loopback_too(gateways, home):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state)
+    with open(os.path.join(state, "openclaw.json"), "w") as f:
+        json.dump({"gateway": {"auth": {"rateLimit": {"exemptLoopback": False, "maxAttempts": 3, "lockoutMs": 1500}}}}, f)
+    _, port = start(gateways, "--token", "s3cret")
+    for _ in range(3):
+        connect_as(port, "guess")
+    locked = connect_as(port, "s3cret")
+    assert refused_for(locked) == "AUTH_RATE_LIMITED" and 0 < locked["error"]["retryAfterMs"] <= 1500
+
+
+def test_a_rate_limit_that_is_not_a_positive_number_is_refused(gateways, home):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state)
+    path = os.path.join(state, "openclaw.json")
+    with open(path, "w") as f:
+        json.dump({"gateway": {"auth": {"rateLimit": {"maxAttempts": 0}}}}, f)
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.auth.rateLimit.maxAttempts 0 is not a positive number"]

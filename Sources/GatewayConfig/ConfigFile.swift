@@ -13,7 +13,16 @@ import Glibc
 struct ConfigFile: Decodable, Equatable {
     struct Gateway: Decodable, Equatable {
         struct Auth: Decodable, Equatable {
+            /// Upstream's gateway.auth.rateLimit.
+            struct RateLimit: Decodable, Equatable, Sendable {
+                var maxAttempts: Int?
+                var windowMs: Int?
+                var lockoutMs: Int?
+                var exemptLoopback: Bool?
+            }
+
             var token: String?
+            var rateLimit: RateLimit?
         }
 
         struct ControlUI: Decodable, Equatable {

@@ -76,6 +76,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var bindAddress: BindAddress
     public var token: String?
     public var allowedOrigins: [String]
+    /// `gateway.auth.rateLimit` as the file has it (unset keys keep upstream's defaults).
+    public var rateLimit: RateLimitSettings = RateLimitSettings()
 
     public var lockRequest: GatewayLock.Request {
         GatewayLock.Request(address: bindAddress, port: port)
@@ -147,6 +149,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
                     + "sandboxed, data: or file: page sends; list the page's real origin instead")
         }
 
+        let rateLimit = try RateLimitSettings(file?.gateway?.auth?.rateLimit, configFile: configFile)
+
         let token = nonEmpty(options.token) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN"))
             ?? nonEmpty(file?.gateway?.auth?.token)
         if !bindAddress.isLoopback && token == nil {
@@ -164,7 +168,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             configFileContents: file?.contents,
             bindAddress: bindAddress,
             token: token,
-            allowedOrigins: allowedOrigins
+            allowedOrigins: allowedOrigins,
+            rateLimit: rateLimit
         )
     }
 
@@ -234,5 +239,29 @@ private func read(_ environment: [String: String], _ name: String) -> String? {
 extension String {
     func trimmingASCIISpaces() -> String {
         String(String(drop { $0 == " " || $0 == "\t" }.reversed()).drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}
+
+/// `gateway.auth.rateLimit` (upstream's keys): failed tokens before a client waits. nil keeps
+/// upstream's default (10 attempts in 60,000 ms, then 300,000 ms; loopback exempt).
+public struct RateLimitSettings: Sendable, Equatable {
+    public var maxAttempts: Int?
+    public var windowMs: Int?
+    public var lockoutMs: Int?
+    public var exemptLoopback: Bool?
+
+    public init() {}
+
+    init(_ file: ConfigFile.Gateway.Auth.RateLimit?, configFile: String) throws(ConfigurationError) {
+        guard let file else { return }
+        for (name, value) in [("maxAttempts", file.maxAttempts), ("windowMs", file.windowMs), ("lockoutMs", file.lockoutMs)] {
+            if let value, value < 1 {
+                throw .config("invalid config \(configFile): gateway.auth.rateLimit.\(name) \(value) is not a positive number")
+            }
+        }
+        maxAttempts = file.maxAttempts
+        windowMs = file.windowMs
+        lockoutMs = file.lockoutMs
+        exemptLoopback = file.exemptLoopback
     }
 }

@@ -28,8 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var maxHeaderBytes: Int = 16 * 1024
     /// How long a client has to answer our close frame before the connection is dropped.
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
-    /// Failed token attempts per peer within a minute before it must wait.
-    public var authFailureLimit: Int = 5
+    /// Failed tokens before a client must wait (upstream's gateway.auth.rateLimit).
+    public var authRateLimit: AuthRateLimit = .upstreamDefaults
 
     public init(controlPlane: ControlPlaneConfiguration, info: ServerInfo) {
         self.controlPlane = controlPlane
@@ -59,7 +59,7 @@ public final class GatewayServer: Sendable {
         self.group = group
         self.configuration = configuration
         self.logger = logger
-        self.rateLimiter = AuthRateLimiter(limit: configuration.authFailureLimit)
+        self.rateLimiter = AuthRateLimiter(configuration.authRateLimit)
         configuration.info.presence.observe { [weak self] in self?.presenceChanged() }
     }
 
@@ -215,16 +215,17 @@ public final class GatewayServer: Sendable {
                 // Refused requests reach HTTPHandler, which answers 421 (Host), 403 (origin) or 400.
                 return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
-            upgradePipelineHandler: { channel, _ in
-                channel.eventLoop.makeCompletedFuture {
+            upgradePipelineHandler: { channel, head in
+                let limiterKey = configuration.authRateLimit.key(peer: channel.remoteAddress, head: head)
+                return channel.eventLoop.makeCompletedFuture {
                     let session = ControlPlaneSession(
                         configuration: configuration.controlPlane, info: configuration.info, peer: peer,
                         connectionCount: { connections.count },
-                        retryAfterMs: { rateLimiter.retryAfterMs(peer: peer) })
+                        retryAfterMs: { rateLimiter.retryAfterMs(key: limiterKey) })
                     // NIO's upgrader has added the frame encoder, decoder and error handler.
                     try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: false, configuration: configuration,
-                        rateLimiter: rateLimiter, peer: peer)
+                        rateLimiter: rateLimiter, limiterKey: limiterKey)
                 }
             })
         try channel.pipeline.syncOperations.addHandler(gate)
@@ -258,7 +259,7 @@ public final class GatewayServer: Sendable {
     /// (a message's size) → WebSocketHandler (the control plane).
     static func addWebSocketPipeline(
         channel: Channel, session: ControlPlaneSession, restored: Bool, configuration: ServerConfiguration,
-        rateLimiter: AuthRateLimiter, peer: String
+        rateLimiter: AuthRateLimiter, limiterKey: String?
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         let maxPayload = configuration.controlPlane.maxPayload
@@ -279,7 +280,7 @@ public final class GatewayServer: Sendable {
             WebSocketHandler(
                 session: session, configuration: configuration.controlPlane,
                 closeHandshakeTimeout: configuration.closeHandshakeTimeout,
-                rateLimiter: rateLimiter, peer: peer, restored: restored),
+                rateLimiter: rateLimiter, limiterKey: limiterKey, restored: restored),
         ])
     }
 

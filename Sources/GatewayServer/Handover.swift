@@ -1,6 +1,7 @@
 import GatewayProtocol
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 
@@ -122,6 +123,11 @@ extension GatewayServer {
         let rateLimiter = self.rateLimiter
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let state = connection.state
+        // The upgrade's headers are gone: a carried-on session counts by its address, as a client
+        // without Origin or forwarding headers would.
+        let limiterKey = (try? SocketAddress(ipAddress: state.peer, port: 0)).flatMap {
+            configuration.authRateLimit.key(peer: $0, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"))
+        }
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: false)
@@ -132,10 +138,10 @@ extension GatewayServer {
                     let session = ControlPlaneSession(
                         restoring: state.session, configuration: configuration.controlPlane, info: configuration.info,
                         peer: state.peer, connectionCount: { connections.count },
-                        retryAfterMs: { rateLimiter.retryAfterMs(peer: state.peer) })
+                        retryAfterMs: { rateLimiter.retryAfterMs(key: limiterKey) })
                     try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: true, configuration: configuration,
-                        rateLimiter: rateLimiter, peer: state.peer)
+                        rateLimiter: rateLimiter, limiterKey: limiterKey)
                 }
             }
         let channel = try await bootstrap.withConnectedSocket(connection.fd).get()

@@ -96,42 +96,91 @@ struct HostPolicy: Sendable {
     static func isLoopbackLiteral(_ address: SocketAddress) -> Bool { isLoopback(address) }
 }
 
-/// Failed token attempts per peer address: after `limit` failures within `window`, further
-/// attempts from that peer are answered "retry later" without looking at the token.
+/// Upstream's `gateway.auth.rateLimit`: after `maxAttempts` failed tokens within `windowMs`, a
+/// client must wait `lockoutMs`. Direct loopback clients are exempt unless `exemptLoopback` is
+/// false, so no other process on the host can lock the owner's CLI out.
+public struct AuthRateLimit: Sendable, Equatable {
+    public var maxAttempts: Int
+    public var windowMs: Int
+    public var lockoutMs: Int
+    public var exemptLoopback: Bool
+
+    public static let upstreamDefaults = AuthRateLimit(maxAttempts: 10, windowMs: 60_000, lockoutMs: 300_000, exemptLoopback: true)
+
+    public init(maxAttempts: Int, windowMs: Int, lockoutMs: Int, exemptLoopback: Bool) {
+        self.maxAttempts = maxAttempts
+        self.windowMs = windowMs
+        self.lockoutMs = lockoutMs
+        self.exemptLoopback = exemptLoopback
+    }
+
+    /// Whose failures count together, for a WebSocket upgrade from `peer`; nil: not limited.
+    /// - a browser page (an Origin header): per origin, on loopback too (upstream's rule: a page
+    ///   in a local browser is still an untrusted client);
+    /// - a request that came through a proxy (forwarding headers on a loopback socket): per
+    ///   client the proxy names;
+    /// - any other client: per address; a direct loopback client is exempt unless configured not.
+    func key(peer: SocketAddress?, head: HTTPRequestHead) -> String? {
+        let address = peer?.ipAddress ?? "?"
+        let loopback = peer.map(HostPolicy.isLoopback) ?? false
+        if let origin = head.headers.first(name: "origin") {
+            return "origin \(OriginPolicy.normalize(origin)) from \(loopback ? "loopback" : address)"
+        }
+        if loopback {
+            let forwarded = head.headers["x-forwarded-for"].first ?? head.headers["x-real-ip"].first ?? head.headers["forwarded"].first
+            if let forwarded {
+                let client = forwarded.split(separator: ",").first.map { String($0.filter { $0 != " " && $0 != "\t" }) } ?? forwarded
+                return "proxied \(client)"
+            }
+            if exemptLoopback { return nil }
+        }
+        return "address \(address)"
+    }
+}
+
+/// Failed token attempts per client key (``AuthRateLimit/key(peer:head:)``): after
+/// `maxAttempts` within the window the key is locked out; attempts from it are answered "retry
+/// later" without looking at the token until the lockout has passed.
 final class AuthRateLimiter: Sendable {
     private struct Entry {
-        var failures: [NIODeadline]
+        var failures: [NIODeadline] = []
+        var lockedUntil: NIODeadline?
     }
 
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
-    let limit: Int
-    let window: TimeAmount
+    let limit: AuthRateLimit
 
-    init(limit: Int = 5, window: TimeAmount = .seconds(60)) {
+    init(_ limit: AuthRateLimit = .upstreamDefaults) {
         self.limit = limit
-        self.window = window
     }
 
-    func recordFailure(peer: String) {
+    private var window: TimeAmount { .milliseconds(Int64(limit.windowMs)) }
+
+    func recordFailure(key: String?) {
+        guard let key else { return }
         let now = NIODeadline.now()
+        let window = self.window
         entries.withLockedValue { entries in
-            var entry = entries[peer] ?? Entry(failures: [])
+            var entry = entries[key] ?? Entry()
             entry.failures = entry.failures.filter { now - $0 < window } + [now]
-            entries[peer] = entry
-            if entries.count > 10_000 {  // bounded memory under a spray of addresses
-                entries = entries.filter { $0.value.failures.contains { now - $0 < window } }
+            if entry.failures.count >= limit.maxAttempts {
+                entry.lockedUntil = now + .milliseconds(Int64(limit.lockoutMs))
+                entry.failures = []
+            }
+            entries[key] = entry
+            if entries.count > 10_000 {  // bounded memory under a spray of keys
+                entries = entries.filter { !$0.value.failures.isEmpty || ($0.value.lockedUntil.map { $0 > now } ?? false) }
             }
         }
     }
 
-    /// Milliseconds until `peer` may try again; nil when it may try now.
-    func retryAfterMs(peer: String) -> Int? {
+    /// Milliseconds until `key` may try again; nil when it may try now.
+    func retryAfterMs(key: String?) -> Int? {
+        guard let key else { return nil }
         let now = NIODeadline.now()
         return entries.withLockedValue { entries in
-            guard let failures = entries[peer]?.failures.filter({ now - $0 < window }), failures.count >= limit,
-                let oldest = failures.first
-            else { return nil }
-            return Int(max(1, (window - (now - oldest)).nanoseconds / 1_000_000))
+            guard let until = entries[key]?.lockedUntil, until > now else { return nil }
+            return Int(max(1, (until - now).nanoseconds / 1_000_000))
         }
     }
 }

@@ -14,7 +14,8 @@ final class WebSocketHandler: ChannelInboundHandler {
     private let configuration: ControlPlaneConfiguration
     private let closeHandshakeTimeout: TimeAmount
     private let rateLimiter: AuthRateLimiter
-    private let peer: String
+    /// Whose failed tokens this connection's count with (nil: not limited).
+    private let limiterKey: String?
     /// Carried on from an earlier process: no challenge is sent on open.
     private let restored: Bool
     private var closeSent = false
@@ -24,12 +25,12 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var ticker: RepeatedTask?
 
     init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
-         rateLimiter: AuthRateLimiter, peer: String, restored: Bool = false) {
+         rateLimiter: AuthRateLimiter, limiterKey: String?, restored: Bool = false) {
         self.session = session
         self.configuration = configuration
         self.closeHandshakeTimeout = closeHandshakeTimeout
         self.rateLimiter = rateLimiter
-        self.peer = peer
+        self.limiterKey = limiterKey
         self.restored = restored
     }
 
@@ -174,7 +175,7 @@ final class WebSocketHandler: ChannelInboundHandler {
                           thenCloseAfter: code == 1012 ? closeHandshakeTimeout : .zero)
                 wrote = false
             case .authenticationFailed:
-                rateLimiter.recordFailure(peer: peer)
+                rateLimiter.recordFailure(key: limiterKey)
             }
         }
         if wrote { context.flush() }

@@ -101,6 +101,12 @@ enum GatewayRunner {
             stateDirectory: configuration.stateDirectory)
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
         server.allowedOrigins = configuration.allowedOrigins
+        let limit = AuthRateLimit.upstreamDefaults
+        server.authRateLimit = AuthRateLimit(
+            maxAttempts: configuration.rateLimit.maxAttempts ?? limit.maxAttempts,
+            windowMs: configuration.rateLimit.windowMs ?? limit.windowMs,
+            lockoutMs: configuration.rateLimit.lockoutMs ?? limit.lockoutMs,
+            exemptLoopback: configuration.rateLimit.exemptLoopback ?? limit.exemptLoopback)
         server.maxConnections = command.maxConnections
         server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
         server.maxHeaderBytes = command.maxHeaderBytes

@@ -18,7 +18,7 @@ import Testing
             configuration: configuration.controlPlane, info: info, connectionCount: { 1 })
         try GatewayServer.addWebSocketPipeline(
             channel: channel, session: session, restored: true, configuration: configuration,
-            rateLimiter: AuthRateLimiter(), peer: "127.0.0.1")
+            rateLimiter: AuthRateLimiter(), limiterKey: nil)
         return channel
     }
 
