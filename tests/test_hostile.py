@@ -3,7 +3,9 @@ allowlist that names the `null` origin. Real sockets on loopback, the real binar
 
 import json
 import os
+import re
 import socket
+import time
 
 import pytest
 
@@ -173,3 +175,58 @@ def test_a_rate_limit_that_is_not_a_positive_number_is_refused(gateways, home):
     gw = gateways(["--port", str(free_port())], notify=False)
     assert gw.wait() == 78
     assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.auth.rateLimit.maxAttempts 0 is not a positive number"]
+
+
+# ---- every refusal in the log -----------------------------------------------------------------
+
+
+REFUSAL = re.compile(r'refused (\w+) peer=127\.0\.0\.1:(\d+) reason="([^"]+)"(?: (\w+)=(\S+))?')
+
+
+def refusals(gw):
+    return [m.groups() for m in map(REFUSAL.search, gw.lines) if m]
+
+
+def test_every_refusal_kind_is_one_line_with_peer_reason_and_detail(gateways, home):
+    gw, port = start(gateways, "--token", "s3cret", "--max-connections", "2")
+    # origin
+    status, _, _ = http_get(port, "", raw=b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n" + UPGRADE + b"\r\n")
+    assert status == 403
+    # Host
+    assert raw_get(port, "evil.example")[0] == 421
+    # auth: a wrong and a missing token
+    assert refused_for(connect_as(port, "guess")) == "AUTH_TOKEN_MISMATCH"
+    assert refused_for(connect_as(port, "")) == "AUTH_TOKEN_MISSING"
+    # lockout: a proxied client past the limit
+    for _ in range(10):
+        connect_as(port, "guess", extra_headers={"X-Forwarded-For": "203.0.113.7"})
+    assert refused_for(connect_as(port, "s3cret", extra_headers={"X-Forwarded-For": "203.0.113.7"})) == "AUTH_RATE_LIMITED"
+    # the connection cap
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        assert http_get(port, "/healthz")[0] == 503
+    finally:
+        for s in held:
+            s.close()
+    gw.wait_for_log(r"refused cap ")
+    seen = refusals(gw)
+    kinds = [kind for kind, *_ in seen]
+    assert kinds.count("origin") == 1 and kinds.count("host") == 1 and kinds.count("lockout") == 1 and kinds.count("cap") == 1
+    assert kinds.count("auth") == 12  # 2 direct, 10 proxied
+    details = {(kind, name, value) for kind, _, _, name, value in seen}
+    assert ("origin", "origin", "https://evil.example") in details and ("host", "host", "evil.example") in details
+    assert ("auth", "code", "AUTH_TOKEN_MISSING") in details and ("lockout", "code", "AUTH_RATE_LIMITED") in details
+    assert ("cap", "max", "2") in details
+    assert all(int(peer_port) > 0 for _, peer_port, *_ in seen)
+
+
+def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(gateways):
+    gw, port = start(gateways)
+    for _ in range(100):
+        assert raw_get(port, "evil.example")[0] == 421
+    logged = len(refusals(gw))
+    assert 20 <= logged < 40, logged  # a burst of 20, then 10 a second
+    time.sleep(1.2)  # the limit refills with time: nothing to wait for but the clock
+    assert raw_get(port, "evil.example")[0] == 421
+    line = gw.wait_for_log(r"earlier refusals not logged")
+    assert re.search(r"\((\d+) earlier refusals not logged: rate limit\)", line)

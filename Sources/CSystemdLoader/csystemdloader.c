@@ -8,6 +8,7 @@
 #include <string.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 /* The functions used, with the types of <systemd/sd-daemon.h> and <systemd/sd-bus.h>. */
 static struct {
@@ -32,6 +33,7 @@ static struct {
     void (*bus_error_free)(sd_bus_error *);
     int (*bus_error_is_set)(const sd_bus_error *);
     sd_bus *(*bus_flush_close_unref)(sd_bus *);
+    int (*journal_sendv)(const struct iovec *, int);
 } sd;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -71,6 +73,7 @@ static void load(void) {
     BIND(bus_error_free, "sd_bus_error_free");
     BIND(bus_error_is_set, "sd_bus_error_is_set");
     BIND(bus_flush_close_unref, "sd_bus_flush_close_unref");
+    BIND(journal_sendv, "sd_journal_sendv");
     loaded = 1;
 }
 
@@ -173,4 +176,15 @@ done:
     sd.bus_error_free(&e);
     sd.bus_flush_close_unref(bus);
     return r;
+}
+
+int openclaw_sd_journal_send_fields(const char *const *fields, int n) {
+    if (!ready()) return -ENOSYS;
+    struct iovec iov[32];
+    if (n > 32) n = 32;
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = (void *)fields[i];
+        iov[i].iov_len = strlen(fields[i]);
+    }
+    return sd.journal_sendv(iov, n);
 }

@@ -106,6 +106,7 @@ enum AuthFailure: Equatable {
         } else {
             actions.append(.authenticationFailed)
         }
+        actions.append(.refused(code: detailCode))
         actions.append(encode(id, error))
         actions.append(.close(code: 1008, reason: Self.closeReason(message)))
         return actions

@@ -68,8 +68,10 @@ public enum SessionAction: Equatable, Sendable {
     case send(String)
     /// Send a close frame with this code and reason, then close.
     case close(code: UInt16, reason: String)
-    /// A wrong token was presented (for the per-peer rate limit).
+    /// A wrong token was presented (for the per-client rate limit).
     case authenticationFailed
+    /// The connect was refused for its credentials, with upstream's detail code (for the log).
+    case refused(code: String)
 }
 
 /// One client's view of the control plane: challenge, connect, hello-ok, then requests. Pure

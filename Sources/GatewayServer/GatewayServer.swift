@@ -49,6 +49,8 @@ public final class GatewayServer: Sendable {
     let connections = ConnectionRegistry()
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
     let rateLimiter: AuthRateLimiter
+    /// One rate-limited log line per refusal.
+    let refusals: RefusalLog
 
     /// A `presence` broadcast is scheduled.
     private let presenceBroadcastPending = NIOLockedValueBox(false)
@@ -60,6 +62,7 @@ public final class GatewayServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.rateLimiter = AuthRateLimiter(configuration.authRateLimit)
+        self.refusals = RefusalLog(logger: logger)
         configuration.info.presence.observe { [weak self] in self?.presenceChanged() }
     }
 
@@ -159,6 +162,7 @@ public final class GatewayServer: Sendable {
         let configuration = self.configuration
         let connections = self.connections
         let rateLimiter = self.rateLimiter
+        let refusals = self.refusals
         let logger = self.logger
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
@@ -180,13 +184,15 @@ public final class GatewayServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SetUpNotice(connections: connections))
                     if connections.isBeyondCap(channel) {
+                        refusals.refused(.cap, peer: channel.remoteAddress, reason: "too many connections",
+                                         detail: ("max", String(configuration.maxConnections)))
                         try channel.pipeline.syncOperations.addHandler(ServiceUnavailableHandler())
                         return
                     }
                     do {
                         try Self.configureHTTP(
                             channel: channel, configuration: configuration, origins: origins, hosts: hosts,
-                            connections: connections, rateLimiter: rateLimiter)
+                            connections: connections, rateLimiter: rateLimiter, refusals: refusals)
                     } catch {
                         logger.warning("cannot set up a connection: \(error)")
                         throw error
@@ -197,9 +203,9 @@ public final class GatewayServer: Sendable {
 
     private static func configureHTTP(
         channel: Channel, configuration: ServerConfiguration, origins: OriginPolicy, hosts: HostPolicy,
-        connections: ConnectionRegistry, rateLimiter: AuthRateLimiter
+        connections: ConnectionRegistry, rateLimiter: AuthRateLimiter, refusals: RefusalLog
     ) throws {
-        let httpHandler = HTTPHandler(origins: origins, hosts: hosts)
+        let httpHandler = HTTPHandler(origins: origins, hosts: hosts, refusals: refusals)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let gate = QuiesceGate()
         let boundHandlers = NIOLoopBound((httpHandler, idle, gate), eventLoop: channel.eventLoop)
@@ -225,7 +231,7 @@ public final class GatewayServer: Sendable {
                     // NIO's upgrader has added the frame encoder, decoder and error handler.
                     try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: false, configuration: configuration,
-                        rateLimiter: rateLimiter, limiterKey: limiterKey)
+                        rateLimiter: rateLimiter, refusals: refusals, limiterKey: limiterKey)
                 }
             })
         try channel.pipeline.syncOperations.addHandler(gate)
@@ -259,7 +265,7 @@ public final class GatewayServer: Sendable {
     /// (a message's size) → WebSocketHandler (the control plane).
     static func addWebSocketPipeline(
         channel: Channel, session: ControlPlaneSession, restored: Bool, configuration: ServerConfiguration,
-        rateLimiter: AuthRateLimiter, limiterKey: String?
+        rateLimiter: AuthRateLimiter, refusals: RefusalLog, limiterKey: String?
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         let maxPayload = configuration.controlPlane.maxPayload
@@ -280,7 +286,7 @@ public final class GatewayServer: Sendable {
             WebSocketHandler(
                 session: session, configuration: configuration.controlPlane,
                 closeHandshakeTimeout: configuration.closeHandshakeTimeout,
-                rateLimiter: rateLimiter, limiterKey: limiterKey, restored: restored),
+                rateLimiter: rateLimiter, refusals: refusals, limiterKey: limiterKey, restored: restored),
         ])
     }
 

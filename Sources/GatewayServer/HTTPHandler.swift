@@ -9,11 +9,13 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let origins: OriginPolicy
     private let hosts: HostPolicy
+    private let refusals: RefusalLog
     private var request: HTTPRequestHead?
 
-    init(origins: OriginPolicy, hosts: HostPolicy) {
+    init(origins: OriginPolicy, hosts: HostPolicy, refusals: RefusalLog) {
         self.origins = origins
         self.hosts = hosts
+        self.refusals = refusals
     }
 
     static let liveBody = #"{"ok":true,"status":"live"}"#
@@ -51,6 +53,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard hosts.allows(head, local: context.channel.localAddress) else {
+            refusals.refused(.host, peer: context.channel.remoteAddress, reason: "host not allowed",
+                             detail: ("host", head.headers["host"].joined(separator: ",")))
             // A foreign name for this address: a page after DNS rebinding. 421, as Jupyter and
             // other local servers answer it, and nothing of the gateway's.
             return send(.misdirectedRequest, body: #"{"ok":false,"error":"host not allowed"}"#, head: head,
@@ -68,6 +72,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(.ok, body: body, head: head, context: context)
         case "/" where !origins.allows(head, localPort: context.channel.localAddress?.port):
             // A web page on another origin never gets a socket (cross-site WebSocket hijacking).
+            refusals.refused(.origin, peer: context.channel.remoteAddress, reason: "origin not allowed",
+                             detail: ("origin", head.headers.first(name: "origin") ?? ""))
             send(.forbidden, body: #"{"ok":false,"error":"origin not allowed"}"#, head: head,
                  extra: [("Connection", "close")], context: context)
         case "/" where head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }:

@@ -121,6 +121,7 @@ extension GatewayServer {
         let configuration = self.configuration
         let connections = self.connections
         let rateLimiter = self.rateLimiter
+        let refusals = self.refusals
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let state = connection.state
         // The upgrade's headers are gone: a carried-on session counts by its address, as a client
@@ -141,7 +142,7 @@ extension GatewayServer {
                         retryAfterMs: { rateLimiter.retryAfterMs(key: limiterKey) })
                     try Self.addWebSocketPipeline(
                         channel: channel, session: session, restored: true, configuration: configuration,
-                        rateLimiter: rateLimiter, limiterKey: limiterKey)
+                        rateLimiter: rateLimiter, refusals: refusals, limiterKey: limiterKey)
                 }
             }
         let channel = try await bootstrap.withConnectedSocket(connection.fd).get()
@@ -239,7 +240,7 @@ extension GatewayServer {
                 switch action {
                 case .send(let text): bytes += rawFrame(opcode: 0x1, payload: Array(text.utf8))
                 case .close(let code, let why): bytes += closeFrame(code: code, reason: why)
-                case .authenticationFailed: break
+                case .authenticationFailed, .refused: break
                 }
             }
         } else {

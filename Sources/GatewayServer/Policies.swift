@@ -1,3 +1,4 @@
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -181,6 +182,74 @@ final class AuthRateLimiter: Sendable {
         return entries.withLockedValue { entries in
             guard let until = entries[key]?.lockedUntil, until > now else { return nil }
             return Int(max(1, (until - now).nanoseconds / 1_000_000))
+        }
+    }
+}
+
+/// One log line for every refusal (origin, Host, auth, lockout, connection cap), in one stable
+/// shape an admin can grep or hand to fail2ban:
+///
+///     refused KIND peer=ADDRESS:PORT reason="…" [DETAIL=VALUE]
+///
+/// with the fields `MESSAGE_ID` (``messageID``, the same for every refusal), `REMOTE_ADDR`,
+/// `REMOTE_PORT`, `OPENCLAW_REFUSAL` (the kind) and `OPENCLAW_DETAIL` as log metadata, which the
+/// journal receives as fields. The lines themselves are rate limited (a burst of ``burst``, then
+/// ``perSecond``), so a flood cannot fill the journal; the next line that goes out says how many
+/// were left out.
+final class RefusalLog: Sendable {
+    /// journalctl MESSAGE_ID=… finds every refusal.
+    static let messageID = "5c2d1f8a0b7e4e4c9a3e6f1d2b8c7a90"
+    static let burst = 20.0
+    static let perSecond = 10.0
+
+    enum Kind: String {
+        case origin, host, auth, lockout, cap
+    }
+
+    private struct Bucket {
+        var tokens = RefusalLog.burst
+        var refilled = NIODeadline.now()
+        var suppressed = 0
+    }
+
+    private let bucket = NIOLockedValueBox(Bucket())
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func refused(_ kind: Kind, peer: SocketAddress?, reason: String, detail: (name: String, value: String)? = nil) {
+        let suppressed: Int? = bucket.withLockedValue { bucket in
+            let now = NIODeadline.now()
+            let seconds = Double((now - bucket.refilled).nanoseconds) / 1e9
+            bucket.tokens = min(Self.burst, bucket.tokens + seconds * Self.perSecond)
+            bucket.refilled = now
+            guard bucket.tokens >= 1 else {
+                bucket.suppressed += 1
+                return nil
+            }
+            bucket.tokens -= 1
+            defer { bucket.suppressed = 0 }
+            return bucket.suppressed
+        }
+        guard let suppressed else { return }
+        let address = peer?.ipAddress ?? "?"
+        let port = peer?.port.map(String.init) ?? "?"
+        var line = "refused \(kind.rawValue) peer=\(address.contains(":") ? "[\(address)]" : address):\(port) reason=\"\(reason)\""
+        var metadata: Logger.Metadata = [
+            "MESSAGE_ID": "\(Self.messageID)", "REMOTE_ADDR": "\(address)", "REMOTE_PORT": "\(port)",
+            "OPENCLAW_REFUSAL": "\(kind.rawValue)",
+        ]
+        if let detail {
+            let value = String(detail.value.prefix(200).filter { $0 != "\n" && $0 != "\r" && $0 != " " })
+            line += " \(detail.name)=\(value)"
+            metadata["OPENCLAW_DETAIL"] = "\(value)"
+        }
+        if suppressed > 0 { line += " (\(suppressed) earlier refusals not logged: rate limit)" }
+        switch kind {
+        case .lockout, .cap: logger.warning("\(line)", metadata: metadata)
+        case .origin, .host, .auth: logger.notice("\(line)", metadata: metadata)
         }
     }
 }

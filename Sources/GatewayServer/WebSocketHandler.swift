@@ -14,6 +14,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private let configuration: ControlPlaneConfiguration
     private let closeHandshakeTimeout: TimeAmount
     private let rateLimiter: AuthRateLimiter
+    private let refusals: RefusalLog
     /// Whose failed tokens this connection's count with (nil: not limited).
     private let limiterKey: String?
     /// Carried on from an earlier process: no challenge is sent on open.
@@ -25,11 +26,12 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var ticker: RepeatedTask?
 
     init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
-         rateLimiter: AuthRateLimiter, limiterKey: String?, restored: Bool = false) {
+         rateLimiter: AuthRateLimiter, refusals: RefusalLog, limiterKey: String?, restored: Bool = false) {
         self.session = session
         self.configuration = configuration
         self.closeHandshakeTimeout = closeHandshakeTimeout
         self.rateLimiter = rateLimiter
+        self.refusals = refusals
         self.limiterKey = limiterKey
         self.restored = restored
     }
@@ -176,6 +178,10 @@ final class WebSocketHandler: ChannelInboundHandler {
                 wrote = false
             case .authenticationFailed:
                 rateLimiter.recordFailure(key: limiterKey)
+            case .refused(let code):
+                refusals.refused(
+                    code == "AUTH_RATE_LIMITED" ? .lockout : .auth, peer: context.channel.remoteAddress,
+                    reason: code == "AUTH_RATE_LIMITED" ? "too many failed tokens" : "wrong or missing token", detail: ("code", code))
             }
         }
         if wrote { context.flush() }

@@ -1,4 +1,5 @@
 import Logging
+import SystemdNotify
 
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +46,17 @@ struct GatewayLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
+        // Upper-case metadata keys are journal fields (MESSAGE_ID, REMOTE_ADDR, …): under the
+        // journal they go in as fields of a structured entry; on a terminal they are left out (the
+        // message carries what a person reads).
+        let fields = merged.filter { $0.key.first?.isUppercase == true }
+        if format == .journal, !fields.isEmpty {
+            let sent = Journal.send(
+                message: "\(event.message)".split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " "),
+                priority: Self.priority(event.level), fields: fields.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
+            if sent { return }
+        }
         var line: String
         switch format {
         case .journal:
@@ -53,9 +65,9 @@ struct GatewayLogHandler: LogHandler {
             line = "\(Self.timestamp()) \(event.level): "
         }
         line += "\(event.message)"
-        let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        if !merged.isEmpty {
-            line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let shown = merged.filter { $0.key.first?.isUppercase != true }
+        if !shown.isEmpty {
+            line += " " + shown.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
         // One line per record: a message with a newline would break the journal's framing.
         line = line.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " ")

@@ -118,7 +118,8 @@ func json(_ action: SessionAction) -> [String: Any]? {
             let session = makeSession(token: "s3cret")
             let actions = session.receive(connect(token: token))
             #expect(actions.first == .authenticationFailed)
-            let error = error(actions[1])
+            #expect(actions[1] == .refused(code: detail))  // for the log
+            let error = error(actions[2])
             #expect(error?["code"] as? String == "INVALID_REQUEST")
             let details = error?["details"] as? [String: Any]
             #expect(details?["code"] as? String == detail)
@@ -136,7 +137,8 @@ func json(_ action: SessionAction) -> [String: Any]? {
     @Test func aRateLimitedPeerIsToldToWait() {
         let actions = makeSession(token: "s3cret", retryAfter: 1234).receive(connect(token: "s3cret"))
         #expect(!actions.contains(.authenticationFailed))  // a refusal unseen is not a failure
-        let error = error(actions[0])
+        #expect(actions[0] == .refused(code: "AUTH_RATE_LIMITED"))
+        let error = error(actions[1])
         #expect(error?["code"] as? String == "INVALID_REQUEST")
         #expect(error?["retryAfterMs"] as? Int == 1234 && error?["retryable"] as? Bool == true)
         #expect((error?["details"] as? [String: Any])?["code"] as? String == "AUTH_RATE_LIMITED")
@@ -370,7 +372,7 @@ struct SplitMix64: RandomNumberGenerator {
             case .close(let code, let reason):
                 guard closeCodes.contains(code), reason.utf8.count <= 123 else { return "bad close \(code) \(reason)" }
                 guard index == actions.count - 1 else { return "actions after a close" }
-            case .authenticationFailed:
+            case .authenticationFailed, .refused:
                 break
             }
         }

@@ -1,3 +1,4 @@
+import Logging
 import GatewayProtocol
 import NIOCore
 import NIOEmbedded
@@ -18,7 +19,7 @@ import Testing
             configuration: configuration.controlPlane, info: info, connectionCount: { 1 })
         try GatewayServer.addWebSocketPipeline(
             channel: channel, session: session, restored: true, configuration: configuration,
-            rateLimiter: AuthRateLimiter(), limiterKey: nil)
+            rateLimiter: AuthRateLimiter(), refusals: RefusalLog(logger: Logger(label: "test")), limiterKey: nil)
         return channel
     }
 

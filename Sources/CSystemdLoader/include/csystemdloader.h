@@ -19,6 +19,10 @@ int openclaw_sd_notify(int unset_environment, const char *state);
 int openclaw_sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds, unsigned n_fds);
 int openclaw_sd_watchdog_enabled(int unset_environment, uint64_t *usec);
 
+/// sd_journal_sendv(3) with `n` (at most 32) "FIELD=value" strings: one journal entry with those
+/// fields (MESSAGE=, PRIORITY=, MESSAGE_ID=, …).
+int openclaw_sd_journal_send_fields(const char *const *fields, int n);
+
 /// NULL once libsystemd is loaded; otherwise why it could not be (loads it if not tried yet).
 const char *openclaw_libsystemd_error(void);
 
