@@ -66,17 +66,21 @@ s = socket.create_connection(("127.0.0.1", 18789))
 s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\n"
           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 assert b" 403 " in s.recv(4096).split(b"\r\n")[0]
+s = socket.create_connection(("127.0.0.1", 18789))
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: evil.example:18789\r\n\r\n")
+assert b" 421 " in s.recv(4096).split(b"\r\n")[0]
 PY
 refusal_json() { journalctl -b -u openclaw-gateway.service MESSAGE_ID=5c2d1f8a0b7e4e4c9a3e6f1d2b8c7a90 -o json; }
-for _ in $(seq 50); do [ -n "$(refusal_json)" ] && break; sleep 0.1; done  # journald writes asynchronously
-check "2. a refused origin is one journal entry with MESSAGE_ID, REMOTE_ADDR and the kind: $(refusal_json | head -c 400)" python3 -c '
+for _ in $(seq 50); do [ "$(refusal_json | wc -l)" -ge 2 ] && break; sleep 0.1; done  # journald writes asynchronously
+check "2. a refused origin and a foreign Host are one journal entry each, with MESSAGE_ID, REMOTE_ADDR and the kind: $(refusal_json | head -c 300)" python3 -c '
 import json, sys
-entries = [json.loads(line) for line in sys.stdin if line.strip()]
-assert len(entries) == 1, entries
-e = entries[0]
-assert e["REMOTE_ADDR"] == "127.0.0.1" and int(e["REMOTE_PORT"]) > 0, e
-assert e["OPENCLAW_REFUSAL"] == "origin" and e["OPENCLAW_DETAIL"] == "https://evil.example", e
-assert e["PRIORITY"] == "5" and e["MESSAGE"].startswith("refused origin peer=127.0.0.1:"), e
+entries = {e["OPENCLAW_REFUSAL"]: e for e in (json.loads(line) for line in sys.stdin if line.strip())}
+assert sorted(entries) == ["host", "origin"], entries
+for kind, detail in (("origin", "https://evil.example"), ("host", "evil.example:18789")):
+    e = entries[kind]
+    assert e["REMOTE_ADDR"] == "127.0.0.1" and int(e["REMOTE_PORT"]) > 0, e
+    assert e["OPENCLAW_DETAIL"] == detail and e["PRIORITY"] == "5", e
+    assert e["MESSAGE"].startswith(f"refused {kind} peer=127.0.0.1:"), e
 ' <<<"$(refusal_json)"
 
 # 3. a manual run beside it: exact line, 78
