@@ -66,12 +66,14 @@ import Glibc
             var configuration = ServerConfiguration(controlPlane: ControlPlaneConfiguration(serverVersion: "0", token: nil), info: info)
             configuration.maxConnections = 3
             let server = GatewayServer(group: group, configuration: configuration, logger: logger)
-            // A burst: every client is connected (waiting in the backlog) before the listener
-            // serves, so it accepts them together and hands them to its four loops.
+            // A burst: every client is connected (waiting in the backlog) and has sent its request
+            // before the listener serves, so it accepts them together and hands them to its four
+            // loops. (Sent first, the requests do not wait on this task: when other tests keep
+            // Swift's cooperative threads busy, it may resume seconds later.)
             let clients = (0..<12).map { _ in Self.connected(port: port) }
-            try await server.adopt(listeningSockets: [fd]).get()
             let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
             for client in clients { _ = request.withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) } }
+            try await server.adopt(listeningSockets: [fd]).get()
             let statuses = clients.map(Self.status)
             #expect(statuses.filter { $0 == 200 }.count == 3, "round \(round): \(statuses)")
             #expect(statuses.filter { $0 == 503 }.count == 9, "round \(round): \(statuses)")
