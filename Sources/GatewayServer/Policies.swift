@@ -60,7 +60,7 @@ struct HostPolicy: Sendable {
         if host == "localhost" { return true }
         guard let literal = Self.ipLiteral(host) else { return false }  // a name: only the ones above
         guard let local, Self.isLoopback(local) else { return true }
-        return Self.isLoopbackLiteral(literal)
+        return Self.isLoopback(literal)
     }
 
     /// "name:port", "[v6]:port", or without a port; lowercased. nil when it cannot be a Host.
@@ -93,8 +93,6 @@ struct HostPolicy: Sendable {
         guard let ip = address.ipAddress else { return false }
         return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
-
-    static func isLoopbackLiteral(_ address: SocketAddress) -> Bool { isLoopback(address) }
 }
 
 /// Upstream's `gateway.auth.rateLimit`: after `maxAttempts` failed tokens within `windowMs`, a
