@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -225,6 +227,30 @@ public struct ConfigSnapshot: Encodable, Equatable, Sendable {
         case .array(let items): return items.contains { containsString(secret, in: $0) }
         case .object(let members): return members.contains { $0.key.contains(secret) || containsString(secret, in: $0.value) }
         default: return false
+        }
+    }
+}
+
+/// The config file the gateway read at start, and its ``ConfigSnapshot``, made the first time
+/// `config.get` asks for it (parsing, redacting and hashing the file is no work for a start,
+/// which reads only the keys it needs).
+public final class ConfigFileSource: Sendable {
+    public let path: String
+    private let contents: [UInt8]?
+    private let made = Mutex<ConfigSnapshot?>(nil)
+
+    /// `contents`: the file's bytes as read; nil when it does not exist.
+    public init(path: String, contents: [UInt8]?) {
+        self.path = path
+        self.contents = contents
+    }
+
+    public var snapshot: ConfigSnapshot {
+        made.withLock { made in
+            if let made { return made }
+            let snapshot = ConfigSnapshot(path: path, contents: contents)
+            made = snapshot
+            return snapshot
         }
     }
 }

@@ -41,14 +41,14 @@ public struct ServerInfo: Sendable {
     public var startedAtMs: Int
     /// Who is connected, shared by every session of the server.
     public var presence: PresenceBoard
-    /// `config.get`'s answer: the config file as the gateway read it, redacted.
-    public var configSnapshot: ConfigSnapshot?
+    /// `config.get`'s answer: the config file as the gateway read it, redacted when asked for.
+    public var configFile: ConfigFileSource?
     /// The state directory (hello-ok's snapshot.stateDir), when known.
     public var stateDirectory: String?
 
     public init(
         pid: Int, urls: [String], profile: String?, listenerSource: String, listenerNames: [String], startedAtMs: Int,
-        presence: PresenceBoard = PresenceBoard(), configSnapshot: ConfigSnapshot? = nil, stateDirectory: String? = nil
+        presence: PresenceBoard = PresenceBoard(), configFile: ConfigFileSource? = nil, stateDirectory: String? = nil
     ) {
         self.pid = pid
         self.urls = urls
@@ -57,7 +57,7 @@ public struct ServerInfo: Sendable {
         self.listenerNames = listenerNames
         self.startedAtMs = startedAtMs
         self.presence = presence
-        self.configSnapshot = configSnapshot
+        self.configFile = configFile
         self.stateDirectory = stateDirectory
     }
 }
@@ -316,7 +316,7 @@ public final class ControlPlaneSession {
             snapshot: .init(
                 presence: info.presence.list(now: Self.nowMs()), health: health(),
                 stateVersion: StateVersion(presence: info.presence.version, health: 0),
-                uptimeMs: uptime, configPath: info.configSnapshot?.path, stateDir: info.stateDirectory,
+                uptimeMs: uptime, configPath: info.configFile?.path, stateDir: info.stateDirectory,
                 authMode: configuration.token == nil ? "none" : "token"),
             auth: .init(role: grant.role, scopes: grant.scopes),
             policy: .init(
@@ -347,7 +347,7 @@ public final class ControlPlaneSession {
     }
 
     private func configSnapshot() -> ConfigSnapshot {
-        info.configSnapshot ?? ConfigSnapshot(path: "", contents: nil)
+        info.configFile?.snapshot ?? ConfigSnapshot(path: "", contents: nil)
     }
 
     private func uptimeMs() -> Int { max(0, Self.monotonicMs() - info.startedAtMs) }

@@ -97,7 +97,7 @@ enum GatewayRunner {
             listenerSource: acquired.source.rawValue, listenerNames: acquired.listeners.compactMap(\.name),
             startedAtMs: ControlPlaneSession.monotonicMs(),
             presence: PresenceBoard(gateway: .thisHost(version: GatewayVersion.current)),
-            configSnapshot: ConfigSnapshot(path: configuration.configFile, contents: configuration.configFileContents),
+            configFile: ConfigFileSource(path: configuration.configFile, contents: configuration.configFileContents),
             stateDirectory: configuration.stateDirectory)
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
         server.allowedOrigins = configuration.allowedOrigins

@@ -6,13 +6,13 @@ import Foundation  // JSONSerialization, to read frames the way an independent c
 
 func makeSession(
     token: String? = nil, retryAfter: Int? = nil, presence: PresenceBoard = PresenceBoard(), connId: String = "c1",
-    configSnapshot: ConfigSnapshot? = nil
+    configFile: ConfigFileSource? = nil
 ) -> ControlPlaneSession {
     ControlPlaneSession(
         configuration: ControlPlaneConfiguration(serverVersion: "0.1.0", token: token),
         info: ServerInfo(
             pid: 42, urls: ["ws://127.0.0.1:18789"], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0,
-            presence: presence, configSnapshot: configSnapshot),
+            presence: presence, configFile: configFile),
         connId: connId, connectionCount: { 1 }, retryAfterMs: { retryAfter })
 }
 
@@ -254,8 +254,7 @@ func json(_ action: SessionAction) -> [String: Any]? {
 
     @Test func configGetAnswersTheRedactedSnapshot() {
         let file = #"{"gateway":{"auth":{"token":"t0ps3cret","password":"pw\"x"},"port":18800},"models":{"maxTokens":5,"apiKey":"${KEY}"}}"#
-        let snapshot = ConfigSnapshot(path: "/s/openclaw.json", contents: Array(file.utf8))
-        let session = makeSession(configSnapshot: snapshot)
+        let session = makeSession(configFile: ConfigFileSource(path: "/s/openclaw.json", contents: Array(file.utf8)))
         _ = session.receive(connect())
         let answer = json(session.receive(#"{"type":"req","id":"g","method":"config.get","params":{}}"#)[0])
         let text = String(describing: answer)
