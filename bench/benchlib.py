@@ -63,8 +63,10 @@ def timed_exit(argv, env):
     return (time.perf_counter() - t0) * 1000, rc
 
 
-def ws_client(port):
-    s = socket.create_connection(("127.0.0.1", port))
+def ws_upgrade(port, timeout=None):
+    """A WebSocket connection to the gateway: the socket, and what came after the 101's head (the
+    challenge may already be there)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
@@ -72,7 +74,11 @@ def ws_client(port):
     while b"\r\n\r\n" not in data:
         data += s.recv(4096)
     assert data.startswith(b"HTTP/1.1 101"), data[:100]
-    return s
+    return s, data.split(b"\r\n\r\n", 1)[1]
+
+
+def ws_client(port):
+    return ws_upgrade(port)[0]
 
 
 def rss_kib(pid):

@@ -12,19 +12,17 @@ Prints it per binary and the ratio to the first. A benchmark: it asserts nothing
 """
 
 import argparse
-import base64
 import json
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Notify, free_port  # noqa: E402
+from benchlib import Notify, free_port, ws_upgrade  # noqa: E402
 
 
 def frame(payload, opcode):
@@ -49,14 +47,7 @@ def read_frame(sock, buf):
 
 
 def client(port, requests, opcode):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=120)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        buf += sock.recv(65536)
-    buf = buf.split(b"\r\n\r\n", 1)[1]
+    sock, buf = ws_upgrade(port, timeout=120)
     _, buf = read_frame(sock, buf)  # challenge
     connect = {"type": "req", "id": "c", "method": "connect", "params": {
         "minProtocol": 4, "maxProtocol": 4, "scopes": ["operator.read"],
