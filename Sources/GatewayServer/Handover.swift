@@ -1,7 +1,6 @@
 import GatewayProtocol
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 
@@ -126,9 +125,7 @@ extension GatewayServer {
         let state = connection.state
         // The upgrade's headers are gone: a carried-on session counts by its address, as a client
         // without Origin or forwarding headers would.
-        let limiterKey = (try? SocketAddress(ipAddress: state.peer, port: 0)).flatMap {
-            configuration.authRateLimit.key(peer: $0, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"))
-        }
+        let limiterKey = (try? SocketAddress(ipAddress: state.peer, port: 0)).flatMap { configuration.authRateLimit.key(peer: $0) }
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: false)

@@ -120,13 +120,18 @@ public struct AuthRateLimit: Sendable, Equatable {
     ///   client the proxy names;
     /// - any other client: per address; a direct loopback client is exempt unless configured not.
     func key(peer: SocketAddress?, head: HTTPRequestHead) -> String? {
+        let forwarded = head.headers["x-forwarded-for"].first ?? head.headers["x-real-ip"].first ?? head.headers["forwarded"].first
+        return key(peer: peer, origin: head.headers.first(name: "origin"), forwarded: forwarded)
+    }
+
+    /// The same, from the headers' values (a session carried across a restart has none left).
+    func key(peer: SocketAddress?, origin: String? = nil, forwarded: String? = nil) -> String? {
         let address = peer?.ipAddress ?? "?"
         let loopback = peer.map(HostPolicy.isLoopback) ?? false
-        if let origin = head.headers.first(name: "origin") {
+        if let origin {
             return "origin \(OriginPolicy.normalize(origin)) from \(loopback ? "loopback" : address)"
         }
         if loopback {
-            let forwarded = head.headers["x-forwarded-for"].first ?? head.headers["x-real-ip"].first ?? head.headers["forwarded"].first
             if let forwarded {
                 let client = forwarded.split(separator: ",").first.map { String($0.filter { $0 != " " && $0 != "\t" }) } ?? forwarded
                 return "proxied \(client)"
