@@ -37,10 +37,12 @@ let package = Package(
         .target(name: "CProcess"),
         // Who holds a port (from /proc), the socket unit behind PID 1, ending a holder (--force).
         .target(name: "PortHolder", dependencies: ["CProcess"]),
+        // IP addresses and CIDR ranges (gateway.trustedProxies), no dependencies.
+        .target(name: "IPRange"),
         // Flags, environment and config file -> one resolved configuration.
         .target(
             name: "GatewayConfig",
-            dependencies: ["GatewayLock"]
+            dependencies: ["GatewayLock", "IPRange"]
         ),
         // Talking to the service manager: sd_notify READY/STATUS/STOPPING, the watchdog, the fd
         // store (FDSTORE=1 / FDSTOREREMOVE=1) and the pending job of our unit (restart or stop).
@@ -58,7 +60,9 @@ let package = Package(
         .target(
             name: "GatewayServer",
             dependencies: [
+                "CProcess",
                 "GatewayProtocol",
+                "IPRange",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -117,7 +121,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
-        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "IPRange"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
         .testTarget(

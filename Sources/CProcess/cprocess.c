@@ -175,3 +175,47 @@ int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int 
     free(buffer);
     return r < 0 ? r : count;
 }
+
+int openclaw_tcp_socket_uid(int family, const void *source, int source_port, const void *destination, int destination_port, unsigned int *uid) {
+    if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return -errno;
+    struct {
+        struct nlmsghdr header;
+        struct inet_diag_req_v2 request;
+    } message;
+    memset(&message, 0, sizeof(message));
+    message.header.nlmsg_len = sizeof(message);
+    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    message.header.nlmsg_flags = NLM_F_REQUEST; /* one socket, found by its four-tuple: no dump */
+    message.request.sdiag_family = (unsigned char)family;
+    message.request.sdiag_protocol = IPPROTO_TCP;
+    message.request.idiag_states = ~0U;
+    size_t length = family == AF_INET ? 4 : 16;
+    memcpy(message.request.id.idiag_src, source, length);
+    memcpy(message.request.id.idiag_dst, destination, length);
+    message.request.id.idiag_sport = htons((unsigned short)source_port);
+    message.request.id.idiag_dport = htons((unsigned short)destination_port);
+    message.request.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    message.request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (send(fd, &message, sizeof(message), 0) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    char buffer[8192];
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    int e = errno;
+    close(fd);
+    if (n <= 0) return n < 0 ? -e : -EIO;
+    struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+    if (!NLMSG_OK(h, (unsigned int)n)) return -EIO;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *error = NLMSG_DATA(h);
+        return error->error < 0 ? error->error : -EIO;
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -EIO;
+    struct inet_diag_msg *m = NLMSG_DATA(h);
+    *uid = m->idiag_uid;
+    return 0;
+}

@@ -33,6 +33,8 @@ struct ConfigFile: Decodable, Equatable {
         var bind: String?
         var auth: Auth?
         var controlUi: ControlUI?
+        /// Upstream's gateway.trustedProxies: the proxies whose forwarding headers name the client.
+        var trustedProxies: [String]?
     }
 
     var gateway: Gateway?

@@ -1,4 +1,5 @@
 import GatewayLock
+import IPRange
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -78,6 +79,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var allowedOrigins: [String]
     /// `gateway.auth.rateLimit` as the file has it (unset keys keep upstream's defaults).
     public var rateLimit: RateLimitSettings = RateLimitSettings()
+    /// `gateway.trustedProxies`: peers whose X-Forwarded-For / X-Real-IP / Forwarded headers are
+    /// believed. Empty (the default): no forwarding header names a client.
+    public var trustedProxies: [IPRange] = []
 
     public var lockRequest: GatewayLock.Request {
         GatewayLock.Request(address: bindAddress, port: port)
@@ -150,6 +154,15 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
 
         let rateLimit = try RateLimitSettings(file?.gateway?.auth?.rateLimit, configFile: configFile)
+        var trustedProxies: [IPRange] = []
+        for (index, entry) in (file?.gateway?.trustedProxies ?? []).enumerated() {
+            guard let range = IPRange(entry.trimmingASCIISpaces()) else {
+                throw .config(
+                    "invalid config \(configFile): gateway.trustedProxies[\(index)] '\(entry)' is not an IP address "
+                        + "or CIDR range (such as 127.0.0.1 or 10.0.0.0/8)")
+            }
+            trustedProxies.append(range)
+        }
 
         let token = nonEmpty(options.token) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN"))
             ?? nonEmpty(file?.gateway?.auth?.token)
@@ -169,7 +182,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             bindAddress: bindAddress,
             token: token,
             allowedOrigins: allowedOrigins,
-            rateLimit: rateLimit
+            rateLimit: rateLimit,
+            trustedProxies: trustedProxies
         )
     }
 

@@ -142,4 +142,23 @@ struct Home {
         }
         #expect(error?.exitStatus == 64)
     }
+
+    @Test func trustedProxiesAreAddressesAndRangesAndAnythingElseIsAConfigError() throws {
+        let home = Home()
+        _ = home.writeConfig(#"{"gateway":{"trustedProxies":["127.0.0.1"," 10.0.0.0/8","::1","fd00::/8","::ffff:192.168.0.0/112"]}}"#)
+        let ranges = try GatewayConfiguration.resolve(.init(), environment: home.environment).trustedProxies
+        #expect(ranges.map(\.description) == ["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "192.168.0.0/16"])
+        #expect(ranges[1].contains("10.200.3.4") && !ranges[1].contains("11.0.0.1"))
+        #expect(ranges[1].contains("::ffff:10.1.2.3"))  // a dual-stack socket's IPv4 peer
+        #expect(ranges[3].contains("fd12::7") && !ranges[3].contains("fe80::1"))
+        #expect(ranges[4].contains("192.168.44.1") && !ranges[4].contains("192.169.0.1"))
+        for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/", "::/129", "1.2.3.4/8/8", "::ffff:1.2.3.4/95", "10.0.0.0/+8"] {
+            let file = home.writeConfig(#"{"gateway":{"trustedProxies":["::1",""# + bad + #""]}}"#)
+            #expect(throws: ConfigurationError.config(
+                "invalid config \(file): gateway.trustedProxies[1] '\(bad)' is not an IP address or CIDR range "
+                    + "(such as 127.0.0.1 or 10.0.0.0/8)")) {
+                try GatewayConfiguration.resolve(.init(), environment: home.environment)
+            }
+        }
+    }
 }

@@ -19,6 +19,13 @@ int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *u
 /// readlinkat). Processes this user cannot inspect are skipped.
 int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int *pids, int max, int first_only);
 
+/// The owner (uid) of the TCP socket on this host whose own address is `source`:`source_port` and
+/// whose peer is `destination`:`destination_port` (4 bytes for AF_INET, 16 for AF_INET6, network
+/// order; ports in host order), asked of the kernel through NETLINK_SOCK_DIAG by that exact
+/// four-tuple. For a loopback client of ours: source = its address, destination = ours. Returns
+/// 0 with the uid in `*uid`, or -errno (-ENOENT: no such socket, it has gone).
+int openclaw_tcp_socket_uid(int family, const void *source, int source_port, const void *destination, int destination_port, unsigned int *uid);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file (-1 + errno on failure). Glibc declares it
 /// only under _GNU_SOURCE, which Swift's Glibc module does not set.
 int openclaw_memfd_create(const char *name);
