@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tests again as a user who is not root, as most users run them: the unit test bundle (the
 # two fuzzers excepted: they ran as root already and test no permission) and the integration tests,
-# on copies in a folder that user can read, whatever folder CI cloned into. The one root-only test
-# says it is skipped and why. The schema copy was compared as root; unset CI lets it skip here if
+# on copies in a folder that user can read, whatever folder CI cloned into. The root-only tests
+# say they are skipped and why. The schema copy was compared as root; unset CI lets it skip here if
 # that user cannot read shared/.
 #   .ci/as-user.sh [USER]
 set -euo pipefail

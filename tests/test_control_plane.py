@@ -225,8 +225,8 @@ def test_a_wrong_or_missing_token_gets_upstreams_detail_code_then_1008(gateways,
 
 
 def test_failed_tokens_from_one_client_are_rate_limited(gateways):
-    # A client behind a proxy on this host (forwarding headers): limited, per client it names,
-    # after upstream's default of 10 failures.
+    # A client behind a proxy on this host (forwarding headers, no trustedProxies): limited, per
+    # user owning the socket, after upstream's default of 10 failures.
     _, port = start(gateways, "--token", "s3cret")
     proxied = {"extra_headers": {"X-Forwarded-For": "203.0.113.9"}}
     for _ in range(10):

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 
 import pytest
@@ -129,15 +130,93 @@ def test_a_local_attackers_failures_do_not_stop_the_right_secret(gateways):
     assert connect_as(port, "s3cret")["ok"] is True
 
 
-def test_a_proxied_client_is_limited_and_the_owner_is_not(gateways):
+def write_config(home, gateway):
+    state = os.path.join(home, ".openclaw")
+    os.makedirs(state, exist_ok=True)
+    path = os.path.join(state, "openclaw.json")
+    with open(path, "w") as f:
+        json.dump({"gateway": gateway}, f)
+    return path
+
+
+def via(*chain):
+    return {"extra_headers": {"X-Forwarded-For": ", ".join(chain)}}
+
+
+def test_untrusted_forwarding_headers_are_limited_whatever_client_they_claim(gateways):
+    # No gateway.trustedProxies: the header is anyone's to write, so it names no client. Its
+    # failures count for the user behind the socket, and changing the claimed client dodges nothing.
     _, port = start(gateways, "--token", "s3cret")
-    via = lambda client: {"extra_headers": {"X-Forwarded-For": client}}
     for _ in range(10):
         connect_as(port, "guess", **via("203.0.113.9"))
     locked = connect_as(port, "s3cret", **via("203.0.113.9"))
     assert refused_for(locked) == "AUTH_RATE_LIMITED" and locked["error"]["retryAfterMs"] > 200_000
+    assert refused_for(connect_as(port, "s3cret", **via("203.0.113.10"))) == "AUTH_RATE_LIMITED"
     assert connect_as(port, "s3cret")["ok"] is True  # the owner's CLI, directly
-    assert connect_as(port, "s3cret", **via("203.0.113.10"))["ok"] is True  # another proxied client
+
+
+def test_a_trusted_proxy_names_the_client_and_a_forged_entry_does_not(gateways, home):
+    # A proxy on this host appends the address it saw; the attacker at .9 writes the victim's
+    # address (.10) in front of it. Only the entry the trusted proxy appended counts.
+    write_config(home, {"trustedProxies": ["127.0.0.1"], "auth": {"rateLimit": {"maxAttempts": 3}}})
+    _, port = start(gateways, "--token", "s3cret")
+    for _ in range(3):
+        assert refused_for(connect_as(port, "guess", **via("203.0.113.10", "203.0.113.9"))) == "AUTH_TOKEN_MISMATCH"
+    assert refused_for(connect_as(port, "s3cret", **via("203.0.113.9"))) == "AUTH_RATE_LIMITED"
+    assert connect_as(port, "s3cret", **via("203.0.113.10"))["ok"] is True
+    # a proxy chain: entries that are trusted proxies themselves are skipped
+    assert refused_for(connect_as(port, "s3cret", **via("203.0.113.9", "127.0.0.1"))) == "AUTH_RATE_LIMITED"
+    assert connect_as(port, "s3cret")["ok"] is True
+
+
+def test_an_invalid_trusted_proxy_is_refused_at_start_naming_the_entry(gateways, home):
+    path = write_config(home, {"trustedProxies": ["10.0.0.0/8", "10.0.0.0/33"]})
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.trustedProxies[1] '10.0.0.0/33' is not "
+                        "an IP address or CIDR range (such as 127.0.0.1 or 10.0.0.0/8)"]
+
+
+# Runs as another user: connects `count` times with a wrong token, as a page or a proxy would,
+# and prints the detail codes. Standard library and Debian's python3-websockets only.
+ATTACKER = """
+import asyncio, json, sys, websockets
+port, count, origin, forwarded = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None, sys.argv[4] or None
+async def attempt():
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    async with websockets.connect(f"ws://127.0.0.1:{port}/", origin=origin, extra_headers=headers, open_timeout=10) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": "guess"},
+            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
+        return json.loads(await ws.recv())["error"]["details"]["code"]
+async def main():
+    return [await attempt() for _ in range(count)]
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the attacker as another user")
+def test_another_users_failures_never_stop_the_owner_whatever_they_forge(gateways, home):
+    # The attacker is another local user who knows everything but the secret: the allowed
+    # Origin, the owner's claimed address, and that loopback is not exempt here.
+    write_config(home, {"controlUi": {"allowedOrigins": ["https://ui.example"]},
+                        "auth": {"rateLimit": {"maxAttempts": 3, "exemptLoopback": False}}})
+    _, port = start(gateways, "--token", "s3cret")
+    cases = [("", ""), ("https://ui.example", ""), ("", "203.0.113.10"), ("https://ui.example", "203.0.113.10")]
+    for (origin, forwarded), mismatches in zip(cases, [3, 3, 3, 0]):
+        out = subprocess.run(["/usr/bin/python3", "-c", ATTACKER, str(port), "5", origin, forwarded],
+                             user=65534, group=65534, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        # The attacker itself is locked out: its failures did count. (A page counts per origin and
+        # user, forwarding headers or not: the last case was locked out by the second.)
+        assert json.loads(out.stdout) == ["AUTH_TOKEN_MISMATCH"] * mismatches + ["AUTH_RATE_LIMITED"] * (5 - mismatches)
+    for origin, forwarded in cases:
+        kwargs = {"origin": origin} if origin else {}
+        if forwarded:
+            kwargs |= via(forwarded)
+        assert connect_as(port, "s3cret", **kwargs)["ok"] is True, (origin, forwarded)
 
 
 def test_browser_pages_are_limited_per_origin_even_on_loopback(gateways, home):

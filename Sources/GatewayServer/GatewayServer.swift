@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import GatewayProtocol
+import IPRange
 
 #if canImport(Glibc)
 import Glibc
@@ -30,6 +31,8 @@ public struct ServerConfiguration: Sendable {
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
     /// Failed tokens before a client must wait (upstream's gateway.auth.rateLimit).
     public var authRateLimit: AuthRateLimit = .upstreamDefaults
+    /// Proxies whose forwarding headers name the client (upstream's gateway.trustedProxies).
+    public var trustedProxies: [IPRange] = []
 
     public init(controlPlane: ControlPlaneConfiguration, info: ServerInfo) {
         self.controlPlane = controlPlane
@@ -222,7 +225,8 @@ public final class GatewayServer: Sendable {
                 return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, head in
-                let limiterKey = configuration.authRateLimit.key(peer: channel.remoteAddress, head: head)
+                let limiterKey = configuration.authRateLimit.key(
+                    for: LimiterClient(channel: channel, head: head), trustedProxies: configuration.trustedProxies)
                 return channel.eventLoop.makeCompletedFuture {
                     let session = ControlPlaneSession(
                         configuration: configuration.controlPlane, info: configuration.info, peer: peer,

@@ -123,15 +123,16 @@ extension GatewayServer {
         let refusals = self.refusals
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let state = connection.state
-        // The upgrade's headers are gone: a carried-on session counts by its address, as a client
-        // without Origin or forwarding headers would.
-        let limiterKey = (try? SocketAddress(ipAddress: state.peer, port: 0)).flatMap { configuration.authRateLimit.key(peer: $0) }
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: false)
             .channelOption(.writeBufferWaterMark, value: .init(low: maxBuffered / 2, high: maxBuffered))
             .channelInitializer { channel in
                 connections.add(channel)
+                // The upgrade's headers are gone: a carried-on session counts by its socket, as a
+                // client without Origin or forwarding headers would.
+                let limiterKey = configuration.authRateLimit.key(
+                    for: LimiterClient(channel: channel, head: nil), trustedProxies: configuration.trustedProxies)
                 return channel.eventLoop.makeCompletedFuture {
                     let session = ControlPlaneSession(
                         restoring: state.session, configuration: configuration.controlPlane, info: configuration.info,

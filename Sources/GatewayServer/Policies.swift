@@ -1,7 +1,13 @@
+import CProcess
+import IPRange
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Which browser pages may open the WebSocket. No Origin header (CLI and native clients): allowed.
 /// An Origin: allowed when it is on the configured list, or is this gateway's own loopback origin
@@ -113,36 +119,152 @@ public struct AuthRateLimit: Sendable, Equatable {
         self.exemptLoopback = exemptLoopback
     }
 
-    /// Whose failures count together, for a WebSocket upgrade from `peer`; nil: not limited.
-    /// - a browser page (an Origin header): per origin, on loopback too (upstream's rule: a page
-    ///   in a local browser is still an untrusted client);
-    /// - a request that came through a proxy (forwarding headers on a loopback socket): per
-    ///   client the proxy names;
-    /// - any other client: per address; a direct loopback client is exempt unless configured not.
-    func key(peer: SocketAddress?, head: HTTPRequestHead) -> String? {
-        let forwarded = head.headers["x-forwarded-for"].first ?? head.headers["x-real-ip"].first ?? head.headers["forwarded"].first
-        return key(peer: peer, origin: head.headers.first(name: "origin"), forwarded: forwarded)
+    /// Whose failures count together; nil: not limited. The key must be one a client without the
+    /// secret cannot take on, or its failures would lock out the client that has the secret:
+    /// - through a proxy listed in `gateway.trustedProxies`: the client the proxy names (the
+    ///   rightmost X-Forwarded-For entry that is not itself a trusted proxy, else X-Real-IP, else
+    ///   Forwarded for=), with the page's Origin when there is one; a loopback client named by a
+    ///   trusted proxy is exempt as a direct one is;
+    /// - on loopback, where every client shares one address: the user owning the client's socket
+    ///   (asked of the kernel), which no process of another user can forge. A browser page (an
+    ///   Origin header) counts per origin and user; forwarding headers from a proxy not listed
+    ///   in `trustedProxies` are limited per user, their content ignored; a direct client is
+    ///   exempt unless `exemptLoopback` is false;
+    /// - any other client: per address (with the Origin, for a page).
+    func key(for client: LimiterClient, trustedProxies: [IPRange]) -> String? {
+        let peerIP = client.peer?.ipAddress.flatMap(IPRange.bytes)
+        let origin = client.origin.map(OriginPolicy.normalize)
+        if let peerIP, trustedProxies.contains(where: { $0.contains(peerIP) }),
+            let named = client.forwarding.client(trusting: trustedProxies)
+        {
+            if let origin { return "origin \(origin) proxied \(named)" }
+            if exemptLoopback, let bytes = IPRange.bytes(named), Self.isLoopback(bytes) { return nil }
+            return "proxied \(named)"
+        }
+        let address = peerIP.map(IPRange.text) ?? "?"
+        guard let peerIP, Self.isLoopback(peerIP) else {
+            return origin.map { "origin \($0) from \(address)" } ?? "address \(address)"
+        }
+        if origin == nil && !client.forwarding.present && exemptLoopback { return nil }
+        // Asked only now: a direct loopback client (the common case) costs no lookup.
+        let user = client.owner().map { "uid \($0)" } ?? "address \(address)"
+        if let origin { return "origin \(origin) loopback \(user)" }
+        if client.forwarding.present { return "loopback \(user) untrusted forwarding headers" }
+        return "loopback \(user)"
     }
 
-    /// The same, from the headers' values (a session carried across a restart has none left).
-    func key(peer: SocketAddress?, origin: String? = nil, forwarded: String? = nil) -> String? {
-        let address = peer?.ipAddress ?? "?"
-        let loopback = peer.map(HostPolicy.isLoopback) ?? false
-        if let origin {
-            return "origin \(OriginPolicy.normalize(origin)) from \(loopback ? "loopback" : address)"
-        }
-        if loopback {
-            if let forwarded {
-                let client = forwarded.split(separator: ",").first.map { String($0.filter { $0 != " " && $0 != "\t" }) } ?? forwarded
-                return "proxied \(client)"
-            }
-            if exemptLoopback { return nil }
-        }
-        return "address \(address)"
+    static func isLoopback(_ bytes: [UInt8]) -> Bool {
+        bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 }
 
-/// Failed token attempts per client key (``AuthRateLimit/key(peer:head:)``): after
+/// What the limiter knows of a client: its socket's peer, the Origin and forwarding headers of
+/// its upgrade request (none for a session carried across a restart), and how to ask who owns
+/// its socket.
+struct LimiterClient {
+    var peer: SocketAddress?
+    var origin: String?
+    var forwarding = ForwardingHeaders()
+    /// The uid owning the client's end of the connection (loopback only); nil when unknown.
+    var owner: () -> UInt32? = { nil }
+
+    init(peer: SocketAddress?, origin: String? = nil, forwarding: ForwardingHeaders = ForwardingHeaders(), owner: @escaping () -> UInt32? = { nil }) {
+        self.peer = peer
+        self.origin = origin
+        self.forwarding = forwarding
+        self.owner = owner
+    }
+
+    /// The client of an upgrade request on `channel`.
+    init(channel: Channel, head: HTTPRequestHead?) {
+        let peer = channel.remoteAddress
+        let local = channel.localAddress
+        self.init(
+            peer: peer, origin: head?.headers.first(name: "origin"),
+            forwarding: head.map { ForwardingHeaders($0.headers) } ?? ForwardingHeaders(),
+            owner: { peer.flatMap { peer in local.flatMap { SocketOwner.uid(client: peer, server: $0) } } })
+    }
+}
+
+/// X-Forwarded-For, X-Real-IP and Forwarded (RFC 7239) as a request has them.
+struct ForwardingHeaders: Equatable {
+    /// Every X-Forwarded-For entry, in order (all the header's lines joined), or when there is
+    /// none, every Forwarded for= value.
+    var chain: [String] = []
+    var realIP: String?
+    var present: Bool { !chain.isEmpty || realIP != nil }
+
+    init(chain: [String] = [], realIP: String? = nil) {
+        self.chain = chain
+        self.realIP = realIP
+    }
+
+    init(_ headers: HTTPHeaders) {
+        chain = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }.map(Self.trim).filter { !$0.isEmpty }
+        if chain.isEmpty {
+            chain = headers["forwarded"].flatMap { $0.split(separator: ",") }.compactMap { element in
+                element.split(separator: ";").map(Self.trim).first { $0.lowercased().hasPrefix("for=") }
+                    .map { Self.unquote(String($0.dropFirst(4))) }
+            }.filter { !$0.isEmpty }
+        }
+        realIP = headers.first(name: "x-real-ip").map(Self.trim).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The client as proxies we trust name it: walking the chain from the right (the entry our
+    /// peer appended), the first address that is not a trusted proxy; nil when no header names one.
+    func client(trusting trusted: [IPRange]) -> String? {
+        let addresses = chain.map(Self.address)
+        if let named = addresses.last(where: { entry in
+            guard let bytes = IPRange.bytes(entry) else { return true }  // "unknown", an obfuscated id
+            return !trusted.contains { $0.contains(bytes) }
+        }) {
+            return named
+        }
+        return addresses.first ?? realIP.map(Self.address)
+    }
+
+    /// An entry without its port and brackets, canonical when it is an address.
+    static func address(_ entry: String) -> String {
+        var text = entry
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            text = String(text[text.index(after: text.startIndex)..<close])  // [v6]:port
+        } else if text.filter({ $0 == ":" }).count == 1, let colon = text.firstIndex(of: ":") {
+            text = String(text[..<colon])  // v4:port
+        }
+        return IPRange.bytes(text).map(IPRange.text) ?? entry
+    }
+
+    private static func trim<S: StringProtocol>(_ text: S) -> String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        return String(text.drop(while: blank).reversed().drop(while: blank).reversed())
+    }
+
+    private static func unquote(_ text: String) -> String {
+        text.count >= 2 && text.hasPrefix("\"") && text.hasSuffix("\"") ? String(text.dropFirst().dropLast()) : text
+    }
+}
+
+/// Who owns a TCP socket on this host, from the kernel (NETLINK_SOCK_DIAG).
+enum SocketOwner {
+    /// The uid owning the client end of the connection from `client` to our `server` address;
+    /// nil when the kernel does not say (the client has gone, or the family is not IP).
+    static func uid(client: SocketAddress, server: SocketAddress) -> UInt32? {
+        guard let clientIP = client.ipAddress.flatMap(IPRange.bytes), let serverIP = server.ipAddress.flatMap(IPRange.bytes),
+            clientIP.count == serverIP.count, let clientPort = client.port, let serverPort = server.port
+        else { return nil }
+        var uid: UInt32 = 0
+        let family = clientIP.count == 4 ? AF_INET : AF_INET6
+        let result = clientIP.withUnsafeBytes { source in
+            serverIP.withUnsafeBytes { destination in
+                openclaw_tcp_socket_uid(
+                    family, source.baseAddress, Int32(clientPort), destination.baseAddress, Int32(serverPort), &uid)
+            }
+        }
+        return result == 0 ? uid : nil
+    }
+}
+
+/// Failed token attempts per client key (``AuthRateLimit/key(for:trustedProxies:)``): after
 /// `maxAttempts` within the window the key is locked out; attempts from it are answered "retry
 /// later" without looking at the token until the lockout has passed.
 final class AuthRateLimiter: Sendable {

@@ -107,6 +107,7 @@ enum GatewayRunner {
             windowMs: configuration.rateLimit.windowMs ?? limit.windowMs,
             lockoutMs: configuration.rateLimit.lockoutMs ?? limit.lockoutMs,
             exemptLoopback: configuration.rateLimit.exemptLoopback ?? limit.exemptLoopback)
+        server.trustedProxies = configuration.trustedProxies
         server.maxConnections = command.maxConnections
         server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
         server.maxHeaderBytes = command.maxHeaderBytes
