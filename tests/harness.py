@@ -2,6 +2,7 @@
 NOTIFY_SOCKET, real signals. Nothing here imitates the gateway."""
 
 import asyncio
+import json
 import os
 import re
 import selectors
@@ -271,6 +272,27 @@ async def ws_connect(port: int, host: str = "127.0.0.1", **kwargs):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def connect_as(port, token=None, password=None, **kwargs):
+    """Connects with `token` and/or `password`; the hello-ok reply, or the error of the refusal."""
+    auth = {k: v for k, v in (("token", token), ("password", password)) if v is not None}
+
+    async def scenario():
+        ws = await ws_connect(port, **kwargs)
+        await ws.recv()  # challenge
+        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4, "auth": auth,
+            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
+        reply = json.loads(await ws.recv())
+        await ws.close()
+        return reply
+    return run(scenario())
+
+
+def refused_for(reply):
+    """The detail code of a refused connect; None when it was accepted."""
+    return None if reply["ok"] else reply["error"]["details"]["code"]
 
 
 async def close_of(ws):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness import free_port, http_get, run, ws_connect
+from harness import connect_as, free_port, http_get, refused_for, run, ws_connect
 
 
 def start(gateways, *args, env=None):
@@ -103,24 +103,6 @@ def test_null_in_the_allowed_origins_is_refused_at_start_naming_the_entry(gatewa
 
 
 # ---- the failed-token limiter (upstream's gateway.auth.rateLimit) --------------------------------
-
-
-def connect_as(port, token, **kwargs):
-    """Connects with `token`; the hello-ok payload, or the error of the refusal."""
-    async def scenario():
-        ws = await ws_connect(port, **kwargs)
-        await ws.recv()  # challenge
-        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
-            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": token},
-            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
-        reply = json.loads(await ws.recv())
-        await ws.close()
-        return reply
-    return run(scenario())
-
-
-def refused_for(reply):
-    return None if reply["ok"] else reply["error"]["details"]["code"]
 
 
 def test_a_local_attackers_failures_do_not_stop_the_right_secret(gateways):

@@ -56,7 +56,11 @@ struct ConfigFile: Decodable, Equatable {
             data = bytes
         }
         do {
-            var file = try JSONDecoder().decode(ConfigFile.self, from: data)
+            // JSON5, as upstream reads the file: comments, trailing commas, unquoted keys, single
+            // quotes, hexadecimal numbers.
+            let decoder = JSONDecoder()
+            decoder.allowsJSON5 = true
+            var file = try decoder.decode(ConfigFile.self, from: data)
             file.contents = Array(data)
             return file
         } catch let error as DecodingError {
@@ -99,7 +103,7 @@ struct ConfigFile: Decodable, Equatable {
         switch error {
         case .dataCorrupted(let context):
             let underlying = context.underlyingError.map { " (\($0))" } ?? ""
-            return "not valid JSON: \(context.debugDescription)\(underlying)"
+            return "not valid JSON5: \(context.debugDescription)\(underlying)"
         case .typeMismatch(let type, let context):
             return "\(path(context)) has the wrong type (expected \(friendlyName(type)))"
         case .valueNotFound(let type, let context):

@@ -48,7 +48,8 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sen
 /// The environment variables ``GatewayConfiguration/resolve(_:environment:)`` reads, and only
 /// those: a caller may pass just these (the early lock does, to skip reading the whole environ).
 public let configurationEnvironmentNames = [
-    "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_STATE_DIR", "STATE_DIRECTORY", "HOME",
+    "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "STATE_DIRECTORY",
+    "HOME",
 ]
 
 /// The gateway's settings after flags, environment and `<state dir>/openclaw.json` are combined.
@@ -93,6 +94,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     ///   (19001 for `dev`) > 18789.
     /// - state dir: `OPENCLAW_STATE_DIR` > `STATE_DIRECTORY` (systemd's StateDirectory=) >
     ///   `~/.openclaw-<profile>` > `~/.openclaw`.
+    /// - config file: `OPENCLAW_CONFIG_PATH` > `<state dir>/openclaw.json`, read as JSON5.
     /// - bind: `--bind` > config `gateway.bind` > loopback; beyond loopback a token is required.
     public static func resolve(
         _ options: CommandLineOptions,
@@ -118,7 +120,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
 
         let stateDirectory = try stateDirectory(profile: profile, environment: environment)
-        let configFile = stateDirectory + "/openclaw.json"
+        let configFile = try configPath(stateDirectory: stateDirectory, environment: environment)
         let file = try ConfigFile.load(path: configFile)
 
         var port = GatewayConfiguration.defaultPort
@@ -230,6 +232,19 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
         let base = home.hasSuffix("/") ? String(home.dropLast()) : home
         return profile.map { "\(base)/.openclaw-\($0)" } ?? "\(base)/.openclaw"
+    }
+
+    /// Upstream's rule: `OPENCLAW_CONFIG_PATH` names the file (a leading `~/` is the home
+    /// directory); else it is `openclaw.json` in the state directory.
+    static func configPath(stateDirectory: String, environment: [String: String]) throws(ConfigurationError) -> String {
+        guard let explicit = nonEmpty(read(environment, "OPENCLAW_CONFIG_PATH")) else {
+            return stateDirectory + "/openclaw.json"
+        }
+        guard explicit == "~" || explicit.hasPrefix("~/") else { return explicit }
+        guard let home = nonEmpty(read(environment, "HOME")) ?? homeFromPasswd() else {
+            throw .config("cannot expand OPENCLAW_CONFIG_PATH \(explicit): HOME is not set")
+        }
+        return (home.hasSuffix("/") ? String(home.dropLast()) : home) + explicit.dropFirst()
     }
 
     private static func homeFromPasswd() -> String? {

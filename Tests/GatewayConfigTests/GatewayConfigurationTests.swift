@@ -161,4 +161,37 @@ struct Home {
             }
         }
     }
+
+    @Test func anUpstreamStyleJSON5FileIsRead() throws {
+        let home = Home()
+        _ = home.writeConfig("""
+            // ~/.openclaw/openclaw.json, as upstream's docs write it
+            {
+              agents: { defaults: { workspace: '~/work', }, },  /* not ours: left alone */
+              gateway: {
+                port: 0x4651,
+                auth: { token: 'from-json5', rateLimit: { maxAttempts: 3, }, },
+                controlUi: { allowedOrigins: ['https://ui.example',], },
+              },
+            }
+            """)
+        let config = try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        #expect(config.port == 0x4651 && config.token == "from-json5" && config.rateLimit.maxAttempts == 3)
+        #expect(config.allowedOrigins == ["https://ui.example"])
+    }
+
+    @Test func openclawConfigPathNamesTheFileAndTheStateDirectoryStays() throws {
+        let home = Home()
+        let elsewhere = home.writeConfig(#"{gateway: {port: 18111}}"#, profile: "elsewhere")
+        var env = home.environment
+        env["OPENCLAW_CONFIG_PATH"] = elsewhere
+        let config = try GatewayConfiguration.resolve(.init(profile: "work"), environment: env)
+        #expect(config.configFile == elsewhere && config.port == 18111)
+        #expect(config.stateDirectory == home.path + "/.openclaw-work")
+        env["OPENCLAW_CONFIG_PATH"] = "~/.openclaw-elsewhere/openclaw.json"
+        #expect(try GatewayConfiguration.resolve(.init(), environment: env).configFile == elsewhere)
+        env["OPENCLAW_CONFIG_PATH"] = home.path + "/missing.json"
+        let missing = try GatewayConfiguration.resolve(.init(), environment: env)
+        #expect(!missing.configFileLoaded && missing.port == GatewayConfiguration.defaultPort)
+    }
 }
