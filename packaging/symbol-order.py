@@ -76,7 +76,7 @@ def main():
     binary = os.path.join(tmp, "openclaw-gateway")
     subprocess.run(["strip", "--strip-debug", "-o", binary, args.bin], check=True)
     env = dict(os.environ, OPENCLAW_CONFIG_PATH=os.path.join(tmp, "none.json"))
-    for name in ("OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "LISTEN_FDS", "LISTEN_PID"):
+    for name in ("OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD", "LISTEN_FDS", "LISTEN_PID"):
         env.pop(name, None)
 
     # 1. fallback bind, READY, clients, a duplicate, SIGTERM with clients open

@@ -50,3 +50,28 @@ def test_a_broken_json5_file_is_exit_78_naming_the_file(gateways, home, tmp_path
     gw = gateways(["--port", str(free_port())], notify=False, env={"OPENCLAW_CONFIG_PATH": path})
     assert gw.wait() == 78
     assert len(gw.lines) == 1 and gw.lines[0].startswith(f"openclaw-gateway: invalid config {path}: not valid JSON5")
+
+
+def test_password_auth_as_upstream_has_it(gateways, home):
+    # gateway.auth.password with no mode: password mode (upstream's inference), even with a token.
+    port = free_port()
+    write(os.path.join(home, ".openclaw", "openclaw.json"),
+          "{gateway: {port: %d, auth: {token: 'tok', password: 'file-pw'}}}" % port)
+    gw = gateways([], env={"OPENCLAW_GATEWAY_PASSWORD": "env-pw"})
+    gw.wait_ready()
+    assert refused_for(connect_as(port)) == "AUTH_PASSWORD_MISSING"
+    assert refused_for(connect_as(port, token="tok")) == "AUTH_PASSWORD_MISSING"  # a token is no password
+    wrong = connect_as(port, password="file-pw")  # the environment's wins
+    assert refused_for(wrong) == "AUTH_PASSWORD_MISMATCH"
+    assert wrong["error"]["message"] == ("unauthorized: gateway password mismatch "
+                                         "(set gateway.remote.password to match gateway.auth.password)")
+    hello = connect_as(port, password="env-pw")
+    assert hello["ok"] is True and hello["payload"]["snapshot"]["authMode"] == "password"
+
+
+def test_a_password_mode_without_a_password_is_exit_78(gateways, home):
+    path = write(os.path.join(home, ".openclaw", "openclaw.json"), "{gateway: {auth: {mode: 'password'}}}")
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: gateway.auth.mode is \"password\" but no password "
+                        "is set (OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)"]

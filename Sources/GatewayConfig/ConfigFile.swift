@@ -21,7 +21,9 @@ struct ConfigFile: Decodable, Equatable {
                 var exemptLoopback: Bool?
             }
 
+            var mode: String?
             var token: String?
+            var password: String?
             var rateLimit: RateLimit?
         }
 

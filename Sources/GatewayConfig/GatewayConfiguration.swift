@@ -48,7 +48,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sen
 /// The environment variables ``GatewayConfiguration/resolve(_:environment:)`` reads, and only
 /// those: a caller may pass just these (the early lock does, to skip reading the whole environ).
 public let configurationEnvironmentNames = [
-    "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "STATE_DIRECTORY",
+    "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "STATE_DIRECTORY",
     "HOME",
 ]
 
@@ -76,7 +76,12 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// The bytes of `configFile` as read; nil when it does not exist.
     public var configFileContents: [UInt8]?
     public var bindAddress: BindAddress
-    public var token: String?
+    /// What clients must present (upstream's gateway.auth.mode with its token or password).
+    public var auth: Auth
+    /// The token, when the mode is token.
+    public var token: String? {
+        if case .token(let token) = auth { token } else { nil }
+    }
     public var allowedOrigins: [String]
     /// `gateway.auth.rateLimit` as the file has it (unset keys keep upstream's defaults).
     public var rateLimit: RateLimitSettings = RateLimitSettings()
@@ -166,12 +171,12 @@ public struct GatewayConfiguration: Sendable, Equatable {
             trustedProxies.append(range)
         }
 
-        let token = nonEmpty(options.token) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN"))
-            ?? nonEmpty(file?.gateway?.auth?.token)
-        if !bindAddress.isLoopback && token == nil {
+        let auth = try Auth.resolve(
+            file?.gateway?.auth, flagToken: options.token, environment: environment, configFile: configFile)
+        if !bindAddress.isLoopback && auth == .none {
             throw .config(
-                "refusing to listen on \(bindAddress.webSocketURL(port: port)) without a token: "
-                    + "set --token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token, or bind to loopback")
+                "refusing to listen on \(bindAddress.webSocketURL(port: port)) without a token or password: "
+                    + "set --token, OPENCLAW_GATEWAY_TOKEN, gateway.auth.token or gateway.auth.password, or bind to loopback")
         }
 
         return GatewayConfiguration(
@@ -182,7 +187,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             configFile: configFile,
             configFileContents: file?.contents,
             bindAddress: bindAddress,
-            token: token,
+            auth: auth,
             allowedOrigins: allowedOrigins,
             rateLimit: rateLimit,
             trustedProxies: trustedProxies
@@ -268,6 +273,53 @@ private func read(_ environment: [String: String], _ name: String) -> String? {
 extension String {
     func trimmingASCIISpaces() -> String {
         String(String(drop { $0 == " " || $0 == "\t" }.reversed()).drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}
+
+extension GatewayConfiguration {
+    /// Upstream's `gateway.auth`: the mode and its secret.
+    public enum Auth: Sendable, Equatable {
+        /// No auth: loopback only.
+        case none
+        case token(String)
+        case password(String)
+
+        /// - token: `--token` > `OPENCLAW_GATEWAY_TOKEN` > `gateway.auth.token`;
+        /// - password: `OPENCLAW_GATEWAY_PASSWORD` > `gateway.auth.password`;
+        /// - mode: `gateway.auth.mode`, else upstream's inference: password when one is set,
+        ///   else token when one is set, else none. A mode without its secret is a config error,
+        ///   as upstream refuses it too.
+        static func resolve(
+            _ file: ConfigFile.Gateway.Auth?, flagToken: String?, environment: [String: String], configFile: String
+        ) throws(ConfigurationError) -> Auth {
+            let token = nonEmpty(flagToken) ?? nonEmpty(read(environment, "OPENCLAW_GATEWAY_TOKEN")) ?? nonEmpty(file?.token)
+            let password = nonEmpty(read(environment, "OPENCLAW_GATEWAY_PASSWORD")) ?? nonEmpty(file?.password)
+            switch file?.mode {
+            case nil:
+                if let password { return .password(password) }
+                return token.map(Auth.token) ?? .none
+            case "token":
+                guard let token else {
+                    throw .config(
+                        "invalid config \(configFile): gateway.auth.mode is \"token\" but no token is set "
+                            + "(--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)")
+                }
+                return .token(token)
+            case "password":
+                guard let password else {
+                    throw .config(
+                        "invalid config \(configFile): gateway.auth.mode is \"password\" but no password is set "
+                            + "(OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)")
+                }
+                return .password(password)
+            case "none":
+                return .none
+            case let other?:
+                throw .config(
+                    "invalid config \(configFile): gateway.auth.mode \"\(other)\" is not served by this gateway "
+                        + "(token, password or none)")
+            }
+        }
     }
 }
 

@@ -46,12 +46,16 @@ struct Grant: Equatable {
 enum AuthFailure: Equatable {
     case tokenMissing
     case tokenMismatch
+    case passwordMissing
+    case passwordMismatch
     case rateLimited(retryAfterMs: Int)
 
     var reason: String {
         switch self {
         case .tokenMissing: "token_missing"
         case .tokenMismatch: "token_mismatch"
+        case .passwordMissing: "password_missing"
+        case .passwordMismatch: "password_mismatch"
         case .rateLimited: "rate_limited"
         }
     }
@@ -60,6 +64,8 @@ enum AuthFailure: Equatable {
         switch self {
         case .tokenMissing: "AUTH_TOKEN_MISSING"
         case .tokenMismatch: "AUTH_TOKEN_MISMATCH"
+        case .passwordMissing: "AUTH_PASSWORD_MISSING"
+        case .passwordMismatch: "AUTH_PASSWORD_MISMATCH"
         case .rateLimited: "AUTH_RATE_LIMITED"
         }
     }
@@ -67,25 +73,30 @@ enum AuthFailure: Equatable {
     /// What the client should do next (upstream's recommendedNextStep values).
     var nextStep: String {
         switch self {
-        case .tokenMissing: "update_auth_configuration"
-        case .tokenMismatch: "update_auth_credentials"
+        case .tokenMissing, .passwordMissing: "update_auth_configuration"
+        case .tokenMismatch, .passwordMismatch: "update_auth_credentials"
         case .rateLimited: "wait_then_retry"
         }
     }
 
     /// Upstream's formatGatewayAuthFailureMessage (auth-messages.ts), with its hint per client.
     func message(clientId: String, clientMode: String) -> String {
-        let tokenHint: String
+        let (tokenHint, passwordHint): (String, String)
         if clientId == "cli" || clientMode == "cli" {
             tokenHint = "set gateway.remote.token to match gateway.auth.token"
+            passwordHint = "set gateway.remote.password to match gateway.auth.password"
         } else if clientId == "openclaw-control-ui" || clientId == "webchat-ui" || clientMode == "webchat" {
             tokenHint = "open the dashboard URL and paste the token in Control UI settings"
+            passwordHint = "enter the password in Control UI settings"
         } else {
             tokenHint = "provide gateway auth token"
+            passwordHint = "provide gateway auth password"
         }
         switch self {
         case .tokenMissing: return "unauthorized: gateway token missing (\(tokenHint))"
         case .tokenMismatch: return "unauthorized: gateway token mismatch (\(tokenHint))"
+        case .passwordMissing: return "unauthorized: gateway password missing (\(passwordHint))"
+        case .passwordMismatch: return "unauthorized: gateway password mismatch (\(passwordHint))"
         case .rateLimited: return "unauthorized: too many failed authentication attempts (retry later)"
         }
     }

@@ -8,11 +8,29 @@ import Foundation
 import Glibc
 #endif
 
+/// The shared secret a client must present in `connect.params.auth`, as upstream's
+/// `gateway.auth.mode` has it.
+public enum SharedSecret: Sendable, Equatable {
+    /// No auth (hello-ok's authMode "none"; loopback only).
+    case none
+    case token(String)
+    case password(String)
+
+    /// hello-ok's `snapshot.authMode`.
+    public var mode: String {
+        switch self {
+        case .none: "none"
+        case .token: "token"
+        case .password: "password"
+        }
+    }
+}
+
 /// Limits and identity of the control plane; every limit has a default and is configurable.
 public struct ControlPlaneConfiguration: Sendable {
     public var serverVersion: String
-    /// The shared token; nil = no auth (authMode "none").
-    public var token: String?
+    /// What a client must present.
+    public var secret: SharedSecret
     /// Largest client frame after hello-ok (policy.maxPayload), bytes.
     public var maxPayload: Int = 1 << 20
     /// Largest client frame before hello-ok, bytes.
@@ -23,9 +41,14 @@ public struct ControlPlaneConfiguration: Sendable {
     /// Time a client has to send `connect`.
     public var handshakeTimeoutMs: Int = 10_000
 
-    public init(serverVersion: String, token: String?) {
+    public init(serverVersion: String, secret: SharedSecret) {
         self.serverVersion = serverVersion
-        self.token = token
+        self.secret = secret
+    }
+
+    /// With a token, or no auth when it is nil.
+    public init(serverVersion: String, token: String?) {
+        self.init(serverVersion: serverVersion, secret: token.map(SharedSecret.token) ?? .none)
     }
 }
 
@@ -290,11 +313,9 @@ public final class ControlPlaneSession {
         guard Grant.roles.contains(role) else {
             return [fail(id, "invalid role: \(role) (expected operator or node)")] + close(1008, "invalid role")
         }
-        if let expected = configuration.token {
-            if let failure = authenticate(params, expected: expected) {
-                state = .closed
-                return failure.actions(id: id, client: params.client, encode: encodeError)
-            }
+        if let failure = authenticate(params) {
+            state = .closed
+            return failure.actions(id: id, client: params.client, encode: encodeError)
         }
         state = .connected
         grant = Grant(role: role, requested: params.scopes ?? [])
@@ -317,7 +338,7 @@ public final class ControlPlaneSession {
                 presence: info.presence.list(now: Self.nowMs()), health: health(),
                 stateVersion: StateVersion(presence: info.presence.version, health: 0),
                 uptimeMs: uptime, configPath: info.configFile?.path, stateDir: info.stateDirectory,
-                authMode: configuration.token == nil ? "none" : "token"),
+                authMode: configuration.secret.mode),
             auth: .init(role: grant.role, scopes: grant.scopes),
             policy: .init(
                 maxPayload: configuration.maxPayload, maxBufferedBytes: configuration.maxBufferedBytes,
@@ -325,12 +346,19 @@ public final class ControlPlaneSession {
         return [respond(id, hello)]
     }
 
-    /// nil when the token is right; otherwise why not, in upstream's words.
-    private func authenticate(_ params: ConnectRequest.Params, expected: String) -> AuthFailure? {
+    /// nil when the secret is right (or none is needed); otherwise why not, in upstream's words.
+    /// Only the secret of the configured mode counts: a right token does not pass a password gateway.
+    private func authenticate(_ params: ConnectRequest.Params) -> AuthFailure? {
+        let (presented, expected, missing, mismatch): (String?, String, AuthFailure, AuthFailure)
+        switch configuration.secret {
+        case .none: return nil
+        case .token(let token): (presented, expected, missing, mismatch) = (params.auth?.token, token, .tokenMissing, .tokenMismatch)
+        case .password(let password):
+            (presented, expected, missing, mismatch) = (params.auth?.password, password, .passwordMissing, .passwordMismatch)
+        }
         if let wait = retryAfterMs() { return .rateLimited(retryAfterMs: wait) }
-        let presented = params.auth?.token ?? ""
-        if presented.isEmpty { return .tokenMissing }
-        return Self.constantTimeEquals(presented, expected) ? nil : .tokenMismatch
+        guard let presented, !presented.isEmpty else { return missing }
+        return Self.constantTimeEquals(presented, expected) ? nil : mismatch
     }
 
     // MARK: - payloads

@@ -45,6 +45,7 @@ struct ConnectRequest: Decodable {
 
         struct Auth: Decodable {
             let token: String?
+            let password: String?
         }
 
         let minProtocol: Int

@@ -179,9 +179,12 @@ final class WebSocketHandler: ChannelInboundHandler {
             case .authenticationFailed:
                 rateLimiter.recordFailure(key: limiterKey)
             case .refused(let code):
+                let reason =
+                    code == "AUTH_RATE_LIMITED"
+                    ? "too many failed tokens" : code.hasPrefix("AUTH_PASSWORD") ? "wrong or missing password" : "wrong or missing token"
                 refusals.refused(
-                    code == "AUTH_RATE_LIMITED" ? .lockout : .auth, peer: context.channel.remoteAddress,
-                    reason: code == "AUTH_RATE_LIMITED" ? "too many failed tokens" : "wrong or missing token", detail: ("code", code))
+                    code == "AUTH_RATE_LIMITED" ? .lockout : .auth, peer: context.channel.remoteAddress, reason: reason,
+                    detail: ("code", code))
             }
         }
         if wrote { context.flush() }

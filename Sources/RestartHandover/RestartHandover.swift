@@ -22,7 +22,7 @@ import Glibc
 /// At SIGTERM, ``decide(store:)`` asks systemd whether a restart is pending. Only then are the
 /// sessions handed over: each socket goes into the store as `conn-<connId>`, their state as one
 /// memfd named `state`. On a stop (or when systemd cannot be asked, or keeps no store) clients are
-/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:token:logger:)``
+/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:secret:logger:)``
 /// carries on what the store passed back (matched by name: the order is not stable), closes
 /// cleanly what it cannot carry on, and empties the store — before READY=1.
 public enum RestartHandover {
@@ -56,7 +56,7 @@ public enum RestartHandover {
     /// that cannot go there. Returns how many were stored. Our copies are closed either way.
     @discardableResult
     public static func store(
-        _ connections: [HandedOverConnection], in store: FileDescriptorStore, token: String?, logger: Logger
+        _ connections: [HandedOverConnection], in store: FileDescriptorStore, secret: SharedSecret, logger: Logger
     ) -> Int {
         let started = ContinuousClock.now
         defer {
@@ -75,7 +75,7 @@ public enum RestartHandover {
         guard !stored.isEmpty else { return 0 }
         let record = StateRecord(
             pid: Int(getpid()), protocolVersion: GatewayProtocol.Protocol.version,
-            tokenDigest: token.map(Self.digest), connections: stored.map(ConnectionRecord.init))
+            tokenDigest: Self.digest(secret), connections: stored.map(ConnectionRecord.init))
         do {
             let fd = try StateFile.write(record)
             defer { close(fd) }
@@ -93,7 +93,7 @@ public enum RestartHandover {
     /// really is disconnected. Returns how many sessions were carried on.
     @discardableResult
     public static func takeBack(
-        _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, token: String?,
+        _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, secret: SharedSecret,
         logger: Logger
     ) async -> Int {
         guard !passed.isEmpty else { return 0 }
@@ -130,7 +130,7 @@ public enum RestartHandover {
                     close(fd)
                     continue
                 }
-                if let reason = refusal(of: entry, in: record, token: token) {
+                if let reason = refusal(of: entry, in: record, secret: secret) {
                     logger.notice("connection \(entry.connId) is not carried on: \(reason)")
                     GatewayServer.closeHandedOver(fd: fd, session: entry.state.session, reason: reason)
                     continue
@@ -209,22 +209,32 @@ public enum RestartHandover {
     static let stateName = GatewayLock.storedStateName
 
     /// Why a stored session must not carry on in this process, if it must not: it speaks another
-    /// protocol, or it authenticated under a token setting this process does not have (a token
-    /// added or changed across the restart). Such a client is closed and reconnects afresh.
-    static func refusal(of entry: ConnectionRecord, in record: StateRecord, token: String?) -> String? {
+    /// protocol, or it authenticated under a secret this process does not have (a token or
+    /// password added or changed across the restart). Such a client is closed and reconnects afresh.
+    static func refusal(of entry: ConnectionRecord, in record: StateRecord, secret: SharedSecret) -> String? {
         guard entry.connected else { return nil }  // it will authenticate here
         if record.protocolVersion != GatewayProtocol.Protocol.version {
             return "it speaks protocol \(record.protocolVersion)"
         }
-        guard let token else { return nil }  // no auth needed now
-        guard let digest = record.tokenDigest, ControlPlaneSession.constantTimeEquals(digest, Self.digest(token)) else {
-            return "gateway token changed"
+        guard let expected = digest(secret) else { return nil }  // no auth needed now
+        guard let digest = record.tokenDigest, ControlPlaneSession.constantTimeEquals(digest, expected) else {
+            return "gateway \(secret.mode) changed"
         }
         return nil
     }
 
-    /// Tells whether the token changed across a restart without putting the token itself into the
-    /// store: FNV-1a (64 bit) over a fixed salt and the token. Not a secret-keeping hash; the memfd is
+    /// ``digest(_:)-(String)`` of the secret's text; a password is marked so that a token and a
+    /// password of the same text differ. nil without a secret.
+    static func digest(_ secret: SharedSecret) -> String? {
+        switch secret {
+        case .none: nil
+        case .token(let token): digest(token)
+        case .password(let password): digest("password:" + password)
+        }
+    }
+
+    /// Tells whether the secret changed across a restart without putting it into the store:
+    /// FNV-1a (64 bit) over a fixed salt and the text. Not a secret-keeping hash; the memfd is
     /// readable only by root and the service, which have the configuration anyway.
     static func digest(_ token: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -249,8 +259,8 @@ struct StateRecord: Codable, Equatable {
     var pid: Int
     /// The protocol the sessions spoke (hello-ok's `protocol`).
     var protocolVersion: Int = GatewayProtocol.Protocol.version
-    /// ``RestartHandover/digest(_:)`` of the token the connected sessions authenticated with; nil
-    /// when no token was required (authMode "none").
+    /// ``RestartHandover/digest(_:)-(SharedSecret)`` of the secret the connected sessions
+    /// authenticated with (the key keeps its first name); nil when none was required.
     var tokenDigest: String?
     var connections: [ConnectionRecord]
 }

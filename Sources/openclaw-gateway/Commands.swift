@@ -50,7 +50,7 @@ struct RunCommand: ParsableCommand {
     var dev = false
 
     @Option(name: .long, help: ArgumentHelp(
-        "Address to listen on: loopback (127.0.0.1, plus [::1] best-effort), lan (0.0.0.0) or an IP address. Beyond loopback a token is required.",
+        "Address to listen on: loopback (127.0.0.1, plus [::1] best-effort), lan (0.0.0.0) or an IP address. Beyond loopback a token or password (OPENCLAW_GATEWAY_PASSWORD, gateway.auth.password) is required.",
         valueName: "loopback|lan|ip"))
     var bind: String?
 

@@ -87,7 +87,7 @@ enum GatewayRunner {
             logger.debug("read config \(configuration.configFile)")
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
-        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, token: configuration.token)
+        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, secret: configuration.auth.secret)
         controlPlane.maxPayload = command.maxPayload
         controlPlane.maxBufferedBytes = command.maxBufferedBytes
         controlPlane.handshakeTimeoutMs = command.handshakeTimeoutMs
@@ -313,7 +313,7 @@ struct GatewayService: Service {
         let store = FileDescriptorStore()
         // Sessions a restart handed over come back in the fd store; carried on before READY=1.
         await RestartHandover.takeBack(
-            acquired.stored, server: server, store: store, token: configuration.token, logger: logger)
+            acquired.stored, server: server, store: store, secret: configuration.auth.secret, logger: logger)
         logger.info("listening on \(urls) (\(origin))")
         notifier.ready(status: "Listening on \(urls) (\(origin))")
 
@@ -327,7 +327,7 @@ struct GatewayService: Service {
         case .handOver(let limit):
             let started = ContinuousClock.now
             let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
-            let stored = RestartHandover.store(handed, in: store, token: configuration.token, logger: logger)
+            let stored = RestartHandover.store(handed, in: store, secret: configuration.auth.secret, logger: logger)
             let elapsed = RestartHandover.milliseconds(since: started)
             logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store (\(elapsed) ms)")
         case .closeClients(let reason):
@@ -379,5 +379,16 @@ enum SystemdUnit {
             }
         }
         return nil
+    }
+}
+
+extension GatewayConfiguration.Auth {
+    /// The control plane's name for the same secret.
+    var secret: SharedSecret {
+        switch self {
+        case .none: .none
+        case .token(let token): .token(token)
+        case .password(let password): .password(password)
+        }
     }
 }

@@ -194,4 +194,39 @@ struct Home {
         let missing = try GatewayConfiguration.resolve(.init(), environment: env)
         #expect(!missing.configFileLoaded && missing.port == GatewayConfiguration.defaultPort)
     }
+
+    @Test func authModeAndItsSecretAsUpstreamResolvesThem() throws {
+        let home = Home()
+        var env = home.environment
+        func resolve(_ options: CommandLineOptions = .init()) throws -> GatewayConfiguration.Auth {
+            try GatewayConfiguration.resolve(options, environment: env).auth
+        }
+        #expect(try resolve() == .none)
+        _ = home.writeConfig(#"{gateway: {auth: {token: 'tok'}}}"#)
+        #expect(try resolve() == .token("tok"))
+        // A password set and no mode: password wins, as upstream infers it.
+        _ = home.writeConfig(#"{gateway: {auth: {token: 'tok', password: 'pw'}}}"#)
+        #expect(try resolve() == .password("pw"))
+        env["OPENCLAW_GATEWAY_PASSWORD"] = "env-pw"
+        #expect(try resolve() == .password("env-pw"))
+        _ = home.writeConfig(#"{gateway: {auth: {mode: 'token', token: 'tok', password: 'pw'}}}"#)
+        #expect(try resolve() == .token("tok"))
+        #expect(try resolve(.init(token: "flag")) == .token("flag"))
+        let file = home.writeConfig(#"{gateway: {auth: {mode: 'token'}}}"#)
+        #expect(throws: ConfigurationError.config(
+            "invalid config \(file): gateway.auth.mode is \"token\" but no token is set (--token, OPENCLAW_GATEWAY_TOKEN or gateway.auth.token)"
+        )) { try resolve() }
+        env["OPENCLAW_GATEWAY_PASSWORD"] = nil
+        _ = home.writeConfig(#"{gateway: {auth: {mode: 'password', token: 'tok'}}}"#)
+        #expect(throws: ConfigurationError.config(
+            "invalid config \(file): gateway.auth.mode is \"password\" but no password is set (OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)"
+        )) { try resolve() }
+        _ = home.writeConfig(#"{gateway: {auth: {mode: 'trusted-proxy'}}}"#)
+        #expect(throws: ConfigurationError.config(
+            "invalid config \(file): gateway.auth.mode \"trusted-proxy\" is not served by this gateway (token, password or none)"
+        )) { try resolve() }
+        // Beyond loopback, a password is a secret too.
+        _ = home.writeConfig(#"{gateway: {auth: {password: 'pw'}}}"#)
+        #expect(try GatewayConfiguration.resolve(.init(bind: "lan"), environment: env).auth == .password("pw"))
+    }
 }

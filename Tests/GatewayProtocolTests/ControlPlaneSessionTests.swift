@@ -5,11 +5,12 @@ import Testing
 import Foundation  // JSONSerialization, to read frames the way an independent client would
 
 func makeSession(
-    token: String? = nil, retryAfter: Int? = nil, presence: PresenceBoard = PresenceBoard(), connId: String = "c1",
+    token: String? = nil, password: String? = nil, retryAfter: Int? = nil, presence: PresenceBoard = PresenceBoard(), connId: String = "c1",
     configFile: ConfigFileSource? = nil
 ) -> ControlPlaneSession {
     ControlPlaneSession(
-        configuration: ControlPlaneConfiguration(serverVersion: "0.1.0", token: token),
+        configuration: ControlPlaneConfiguration(
+            serverVersion: "0.1.0", secret: password.map(SharedSecret.password) ?? token.map(SharedSecret.token) ?? .none),
         info: ServerInfo(
             pid: 42, urls: ["ws://127.0.0.1:18789"], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0,
             presence: presence, configFile: configFile),
@@ -17,10 +18,11 @@ func makeSession(
 }
 
 func connect(
-    id: String = "1", min: Int = 4, max: Int = 4, token: String? = nil, role: String? = nil,
+    id: String = "1", min: Int = 4, max: Int = 4, token: String? = nil, password: String? = nil, role: String? = nil,
     scopes: [String]? = ["operator.read"], clientId: String = "cli", mode: String = "cli"
 ) -> String {
-    let auth = token.map { #","auth":{"token":"\#($0)"}"# } ?? ""
+    let secrets = [token.map { #""token":"\#($0)""# }, password.map { #""password":"\#($0)""# }].compactMap { $0 }
+    let auth = secrets.isEmpty ? "" : #","auth":{\#(secrets.joined(separator: ","))}"#
     let roleField = role.map { #","role":"\#($0)""# } ?? ""
     let scopesField = scopes.map { #","scopes":[\#($0.map { "\"\($0)\"" }.joined(separator: ","))]"# } ?? ""
     return #"{"type":"req","id":"\#(id)","method":"connect","params":{"minProtocol":\#(min),"maxProtocol":\#(max),"client":{"id":"\#(clientId)","version":"1","platform":"linux","mode":"\#(mode)"}\#(auth)\#(roleField)\#(scopesField)}}"#
@@ -132,6 +134,23 @@ func json(_ action: SessionAction) -> [String: Any]? {
         }
         let ok = makeSession(token: "s3cret").receive(connect(token: "s3cret"))
         #expect(json(ok[0])?["ok"] as? Bool == true)
+    }
+
+    @Test func aPasswordGatewayWantsThePasswordInUpstreamsWords() {
+        for (password, detail, reason) in [("wrong", "AUTH_PASSWORD_MISMATCH", "password_mismatch"),
+                                           (nil, "AUTH_PASSWORD_MISSING", "password_missing")] as [(String?, String, String)] {
+            // The right token is no password.
+            let actions = makeSession(token: "pw", password: "pw").receive(connect(token: "pw", password: password, clientId: "webchat-ui", mode: "webchat"))
+            #expect(actions.first == .authenticationFailed && actions[1] == .refused(code: detail))
+            let details = error(actions[2])?["details"] as? [String: Any]
+            #expect(details?["code"] as? String == detail && details?["authReason"] as? String == reason)
+            let message = error(actions[2])?["message"] as? String ?? ""
+            #expect(message == "unauthorized: gateway password \(password == nil ? "missing" : "mismatch") (enter the password in Control UI settings)")
+            #expect(actions.last == .close(code: 1008, reason: AuthFailure.closeReason(message)))
+        }
+        let ok = makeSession(password: "pw").receive(connect(password: "pw"))
+        #expect(json(ok[0])?["ok"] as? Bool == true)
+        #expect((payload(ok[0])?["snapshot"] as? [String: Any])?["authMode"] as? String == "password")
     }
 
     @Test func aRateLimitedPeerIsToldToWait() {

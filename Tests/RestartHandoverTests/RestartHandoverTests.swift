@@ -88,7 +88,7 @@ import Foundation  // JSONSerialization, to read frames the way a client would
             logger: Logger(label: "test"))
         let carried = await RestartHandover.takeBack(
             [SystemdActivation.PassedSocket(fd: pair[0], name: "conn-abc")], server: server,
-            store: FileDescriptorStore(), token: nil, logger: Logger(label: "test"))
+            store: FileDescriptorStore(), secret: .none, logger: Logger(label: "test"))
         #expect(carried == 0)
         #expect(readAll(pair[1]).prefix(4) == [0x88, 17, 0x03, 0xF4])
         // Ours is closed: its number names nothing, or another socket that a test running
@@ -98,23 +98,27 @@ import Foundation  // JSONSerialization, to read frames the way a client would
         try await group.shutdownGracefully()
     }
 
-    @Test func aSessionCarriesOnOnlyUnderTheTokenItAuthenticatedWith() {
+    @Test func aSessionCarriesOnOnlyUnderTheSecretItAuthenticatedWith() {
         func entry(connected: Bool) -> ConnectionRecord {
             ConnectionRecord(HandedOverConnection(
                 fd: -1, state: ConnectionState(session: .init(connId: "c", connected: connected, seq: 1), undecoded: [], peer: "")))
         }
         let open = StateRecord(pid: 1, tokenDigest: nil, connections: [])
         let secured = StateRecord(pid: 1, tokenDigest: RestartHandover.digest("s3cret"), connections: [])
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: open, token: nil) == nil)
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, token: nil) == nil)  // auth dropped
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, token: "s3cret") == nil)
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: open, token: "s3cret") == "gateway token changed")
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, token: "other") == "gateway token changed")
-        #expect(RestartHandover.refusal(of: entry(connected: false), in: open, token: "s3cret") == nil)  // not yet authenticated
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: open, secret: .none) == nil)
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, secret: .none) == nil)  // auth dropped
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, secret: .token("s3cret")) == nil)
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: open, secret: .token("s3cret")) == "gateway token changed")
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, secret: .token("other")) == "gateway token changed")
+        #expect(RestartHandover.refusal(of: entry(connected: false), in: open, secret: .token("s3cret")) == nil)  // not yet authenticated
         var older = secured
         older.protocolVersion = 3
-        #expect(RestartHandover.refusal(of: entry(connected: true), in: older, token: "s3cret") == "it speaks protocol 3")
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: older, secret: .token("s3cret")) == "it speaks protocol 3")
         #expect(RestartHandover.digest("s3cret") != RestartHandover.digest("s3creu"))
+        // A password of the same text is another secret.
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: secured, secret: .password("s3cret")) == "gateway password changed")
+        let passworded = StateRecord(pid: 1, tokenDigest: RestartHandover.digest(.password("s3cret")), connections: [])
+        #expect(RestartHandover.refusal(of: entry(connected: true), in: passworded, secret: .password("s3cret")) == nil)
     }
 
     /// Everything until EOF (the other side closed).
