@@ -272,12 +272,25 @@ public final class ControlPlaneSession {
 
     /// Shutdown: the event to a connected client, then close 1012 "service restart".
     public func shutdown(reason: String, restartExpectedMs: Int?) -> [SessionAction] {
+        end(reason: reason, restartExpectedMs: restartExpectedMs, closeCode: 1012, closeReason: "service restart")
+    }
+
+    /// The gateway's token or password changed (a reload): the secret this session presented, or
+    /// the lack of one, no longer holds. The `shutdown` event, then upstream's close for it, 4001
+    /// "gateway auth changed"; the client reconnects with the new secret.
+    public func credentialsChanged() -> [SessionAction] {
+        end(reason: Self.credentialsChangedReason, restartExpectedMs: nil, closeCode: 4001, closeReason: Self.credentialsChangedReason)
+    }
+
+    static let credentialsChangedReason = "gateway auth changed"
+
+    private func end(reason: String, restartExpectedMs: Int?, closeCode: UInt16, closeReason: String) -> [SessionAction] {
         guard state != .closed else { return [] }
         var actions: [SessionAction] = []
         if state == .connected {
             actions.append(.send(event("shutdown", ShutdownPayload(reason: reason, restartExpectedMs: restartExpectedMs))))
         }
-        return actions + close(1012, "service restart")
+        return actions + close(closeCode, closeReason)
     }
 
     public func handshakeTimedOut() -> [SessionAction] {

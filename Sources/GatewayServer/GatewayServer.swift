@@ -47,7 +47,8 @@ public struct ServerConfiguration: Sendable {
 /// close code 1012 "service restart" — and drops what is left when the grace period ends.
 public final class GatewayServer: Sendable {
     let group: EventLoopGroup
-    let configuration: ServerConfiguration
+    /// What new connections get; ``reconfigure(_:)`` replaces it.
+    private let live: NIOLockedValueBox<LiveConfiguration>
     let logger: Logger
     let connections = ConnectionRegistry()
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
@@ -62,11 +63,35 @@ public final class GatewayServer: Sendable {
 
     public init(group: EventLoopGroup, configuration: ServerConfiguration, logger: Logger) {
         self.group = group
-        self.configuration = configuration
+        self.live = NIOLockedValueBox(LiveConfiguration(configuration))
         self.logger = logger
         self.rateLimiter = AuthRateLimiter(configuration.authRateLimit)
         self.refusals = RefusalLog(logger: logger)
         configuration.info.presence.observe { [weak self] in self?.presenceChanged() }
+    }
+
+    /// The configuration in force: what a connection opened now gets.
+    public var configuration: ServerConfiguration { live.withLockedValue { $0.configuration } }
+
+    /// A reload: connections opened from now on get `new` (secret, allowed origins, rate limit,
+    /// trusted proxies, what `status` and `config.get` report). Open connections keep theirs, except
+    /// that when the token or password changed, every session ends with the `shutdown` event and
+    /// 4001 "gateway auth changed" (upstream's close for it): what it presented no longer holds.
+    /// Listeners, the backlog and the connection cap stay as adopted. Returns how many sessions
+    /// were told to end.
+    @discardableResult
+    public func reconfigure(_ new: ServerConfiguration) -> Int {
+        let old = live.withLockedValue { live in
+            defer { live = LiveConfiguration(new) }
+            return live.configuration
+        }
+        rateLimiter.limit = new.authRateLimit
+        guard new.controlPlane.secret != old.controlPlane.secret, new.controlPlane.secret != .none else { return 0 }
+        let open = connections.all
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(CredentialsChanged())
+        }
+        return open.count
     }
 
     /// Clients came or went: every connected session gets a `presence` event with the whole list,
@@ -163,13 +188,12 @@ public final class GatewayServer: Sendable {
 
     private func makeBootstrap() -> ServerBootstrap {
         let configuration = self.configuration
+        let live = self.live
         let connections = self.connections
         let rateLimiter = self.rateLimiter
         let refusals = self.refusals
         let logger = self.logger
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
-        let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
-        let hosts = HostPolicy(allowedOrigins: configuration.allowedOrigins)
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -194,8 +218,7 @@ public final class GatewayServer: Sendable {
                     }
                     do {
                         try Self.configureHTTP(
-                            channel: channel, configuration: configuration, origins: origins, hosts: hosts,
-                            connections: connections, rateLimiter: rateLimiter, refusals: refusals)
+                            channel: channel, live: live, connections: connections, rateLimiter: rateLimiter, refusals: refusals)
                     } catch {
                         logger.warning("cannot set up a connection: \(error)")
                         throw error
@@ -205,9 +228,11 @@ public final class GatewayServer: Sendable {
     }
 
     private static func configureHTTP(
-        channel: Channel, configuration: ServerConfiguration, origins: OriginPolicy, hosts: HostPolicy,
-        connections: ConnectionRegistry, rateLimiter: AuthRateLimiter, refusals: RefusalLog
+        channel: Channel, live: NIOLockedValueBox<LiveConfiguration>, connections: ConnectionRegistry,
+        rateLimiter: AuthRateLimiter, refusals: RefusalLog
     ) throws {
+        let current = live.withLockedValue { $0 }
+        let (configuration, origins, hosts) = (current.configuration, current.origins, current.hosts)
         let httpHandler = HTTPHandler(origins: origins, hosts: hosts, refusals: refusals)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let gate = QuiesceGate()
@@ -225,6 +250,8 @@ public final class GatewayServer: Sendable {
                 return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, head in
+                // What is in force now: a reload may have come since the request began.
+                let configuration = live.withLockedValue { $0.configuration }
                 let limiterKey = configuration.authRateLimit.key(
                     for: LimiterClient(channel: channel, head: head), trustedProxies: configuration.trustedProxies)
                 return channel.eventLoop.makeCompletedFuture {
@@ -299,6 +326,19 @@ public final class GatewayServer: Sendable {
         limits.maxHeaderFieldSize = bytes
         limits.maxHeaderListSize = bytes
         return limits
+    }
+}
+
+/// A configuration and the policies made from it, made once per reload rather than per request.
+struct LiveConfiguration: Sendable {
+    let configuration: ServerConfiguration
+    let origins: OriginPolicy
+    let hosts: HostPolicy
+
+    init(_ configuration: ServerConfiguration) {
+        self.configuration = configuration
+        origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
+        hosts = HostPolicy(allowedOrigins: configuration.allowedOrigins)
     }
 }
 

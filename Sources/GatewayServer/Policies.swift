@@ -274,18 +274,23 @@ final class AuthRateLimiter: Sendable {
     }
 
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
-    let limit: AuthRateLimit
+    private let currentLimit: NIOLockedValueBox<AuthRateLimit>
 
     init(_ limit: AuthRateLimit = .upstreamDefaults) {
-        self.limit = limit
+        currentLimit = NIOLockedValueBox(limit)
     }
 
-    private var window: TimeAmount { .milliseconds(Int64(limit.windowMs)) }
+    /// The limit in force; a reload may change it (failures counted so far stay counted).
+    var limit: AuthRateLimit {
+        get { currentLimit.withLockedValue { $0 } }
+        set { currentLimit.withLockedValue { $0 = newValue } }
+    }
 
     func recordFailure(key: String?) {
         guard let key else { return }
         let now = NIODeadline.now()
-        let window = self.window
+        let limit = self.limit
+        let window = TimeAmount.milliseconds(Int64(limit.windowMs))
         entries.withLockedValue { entries in
             var entry = entries[key] ?? Entry()
             entry.failures = entry.failures.filter { now - $0 < window } + [now]

@@ -147,6 +147,10 @@ final class WebSocketHandler: ChannelInboundHandler {
             guard !frozen else { return }
             ticker?.cancel()
             perform(session.shutdown(reason: "gateway stopping", restartExpectedMs: nil), context: context)
+        } else if event is CredentialsChanged {
+            guard !frozen else { return }
+            ticker?.cancel()
+            perform(session.credentialsChanged(), context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -215,6 +219,9 @@ final class WebSocketHandler: ChannelInboundHandler {
 
 /// The presence list changed: one `presence` event for each connected session, its payload encoded
 /// once for all.
+/// A reload changed the gateway's secret: every session ends with 4001 "gateway auth changed".
+struct CredentialsChanged: Sendable {}
+
 struct PresenceChanged: Sendable {
     let payload: String
     let version: Int
