@@ -83,9 +83,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Reloads while running: SIGHUP and a watched file -> the configuration resolved again.
+        .target(
+            name: "ConfigReload",
+            dependencies: [
+                "GatewayConfig",
+                "SystemdNotify",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "openclaw-gateway",
             dependencies: [
+                "ConfigReload",
                 "RestartHandover",
                 "GatewayLock",
                 "GatewayConfig",
@@ -97,6 +109,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The bench's own WebSocket load client (not shipped).

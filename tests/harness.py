@@ -143,6 +143,24 @@ class NotifySocket:
                 if pidfd is not None:
                     os.close(pidfd)
 
+    def wait_for_next(self, line: str, seen: int, timeout: float = 15.0) -> str:
+        """The first message with `line` after the first `seen` messages (len(self.messages) taken
+        before the event that sends it)."""
+        for message in self.messages[seen:]:
+            if line in message.split("\n"):
+                return message
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            try:
+                message = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.messages.append(message)
+            if line in message.split("\n"):
+                return message
+        raise TimeoutError(f"no new {line!r} on NOTIFY_SOCKET within {timeout}s; got {self.messages[seen:]}")
+
     def count(self, line: str) -> int:
         return sum(1 for m in self.messages if line in m.split("\n"))
 

@@ -37,6 +37,14 @@ struct ConfigFile: Decodable, Equatable {
         var controlUi: ControlUI?
         /// Upstream's gateway.trustedProxies: the proxies whose forwarding headers name the client.
         var trustedProxies: [String]?
+
+        /// Upstream's gateway.reload.
+        struct Reload: Decodable, Equatable {
+            var mode: String?
+            var debounceMs: Int?
+        }
+
+        var reload: Reload?
     }
 
     var gateway: Gateway?

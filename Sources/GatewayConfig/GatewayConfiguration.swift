@@ -88,6 +88,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// `gateway.trustedProxies`: peers whose X-Forwarded-For / X-Real-IP / Forwarded headers are
     /// believed. Empty (the default): no forwarding header names a client.
     public var trustedProxies: [IPRange] = []
+    /// `gateway.reload`: how a changed file is taken up.
+    public var reload = ReloadSettings()
 
     public var lockRequest: GatewayLock.Request {
         GatewayLock.Request(address: bindAddress, port: port)
@@ -171,6 +173,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             trustedProxies.append(range)
         }
 
+        let reload = try ReloadSettings(file?.gateway?.reload, configFile: configFile)
         let auth = try Auth.resolve(
             file?.gateway?.auth, flagToken: options.token, environment: environment, configFile: configFile)
         if !bindAddress.isLoopback && auth == .none {
@@ -190,7 +193,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             auth: auth,
             allowedOrigins: allowedOrigins,
             rateLimit: rateLimit,
-            trustedProxies: trustedProxies
+            trustedProxies: trustedProxies,
+            reload: reload
         )
     }
 
@@ -344,5 +348,83 @@ public struct RateLimitSettings: Sendable, Equatable {
         windowMs = file.windowMs
         lockoutMs = file.lockoutMs
         exemptLoopback = file.exemptLoopback
+    }
+}
+
+/// Upstream's `gateway.reload`: `mode` off | hot | restart | hybrid (the default), and how long
+/// the file must stay unchanged before it is read (`debounceMs`, editors write and rename in
+/// several steps).
+public struct ReloadSettings: Sendable, Equatable {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// No watch on the file; SIGHUP and `systemctl reload` still reload.
+        case off
+        /// Live changes applied; a change that needs a restart is logged, not acted on.
+        case hot
+        /// Any change restarts the gateway (under systemd; otherwise as hot).
+        case restart
+        /// Live changes applied; a change that needs a restart restarts (under systemd).
+        case hybrid
+    }
+
+    public var mode: Mode = .hybrid
+    public var debounceMs: Int = 300
+
+    public init() {}
+
+    init(_ file: ConfigFile.Gateway.Reload?, configFile: String) throws(ConfigurationError) {
+        guard let file else { return }
+        if let text = file.mode {
+            guard let mode = Mode(rawValue: text) else {
+                throw .config(
+                    "invalid config \(configFile): gateway.reload.mode \"\(text)\" is not one of "
+                        + Mode.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            self.mode = mode
+        }
+        if let debounce = file.debounceMs {
+            guard (0...60_000).contains(debounce) else {
+                throw .config("invalid config \(configFile): gateway.reload.debounceMs \(debounce) is not 0 to 60000")
+            }
+            debounceMs = debounce
+        }
+    }
+}
+
+/// What a reload found changed between the configuration in force and a new one.
+public struct ConfigurationChanges: Sendable, Equatable {
+    /// Keys a running gateway takes up at once.
+    public var live: [String] = []
+    /// Keys only a new listener can take up: the port, the address.
+    public var needRestart: [String] = []
+    public var isEmpty: Bool { live.isEmpty && needRestart.isEmpty }
+
+    public init(live: [String] = [], needRestart: [String] = []) {
+        self.live = live
+        self.needRestart = needRestart
+    }
+}
+
+extension GatewayConfiguration {
+    /// What changed from this configuration to `new`, by the key an admin edits (secrets are
+    /// named, never shown).
+    public func changes(to new: GatewayConfiguration) -> ConfigurationChanges {
+        var changes = ConfigurationChanges()
+        if port != new.port { changes.needRestart.append("gateway.port") }
+        if bindAddress != new.bindAddress { changes.needRestart.append("gateway.bind") }
+        if auth != new.auth { changes.live.append("gateway.auth") }
+        if allowedOrigins != new.allowedOrigins { changes.live.append("gateway.controlUi.allowedOrigins") }
+        if rateLimit != new.rateLimit { changes.live.append("gateway.auth.rateLimit") }
+        if trustedProxies != new.trustedProxies { changes.live.append("gateway.trustedProxies") }
+        if reload != new.reload { changes.live.append("gateway.reload") }
+        return changes
+    }
+
+    /// `new` as a running gateway can take it up: its listener (port, address) stays this one's.
+    public func takingUp(_ new: GatewayConfiguration) -> GatewayConfiguration {
+        var taken = new
+        taken.port = port
+        taken.portOrigin = portOrigin
+        taken.bindAddress = bindAddress
+        return taken
     }
 }

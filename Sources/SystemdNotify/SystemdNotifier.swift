@@ -21,6 +21,14 @@ public struct SystemdNotifier: Sendable {
     public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
     public func stopping(status: String) { send("STOPPING=1\nSTATUS=\(status)") }
     public func watchdogPing() { send("WATCHDOG=1") }
+    /// A reload begins: RELOADING=1 with the CLOCK_MONOTONIC time (MONOTONIC_USEC=, which systemd
+    /// 253 and later require to match a reload to its start; 252 ignores it). READY=1 ends it.
+    public func reloading(status: String) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let usec = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+        send("RELOADING=1\nMONOTONIC_USEC=\(usec)\nSTATUS=\(status)")
+    }
 
     /// Sends one sd_notify message (sd_notifyf is variadic and cannot be called from Swift, so the
     /// text is built here).

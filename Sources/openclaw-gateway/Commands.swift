@@ -18,7 +18,7 @@ struct OpenclawGateway: ParsableCommand {
             listener could not be had (GatewayLockError) or the configuration is wrong.
             """,
         version: GatewayVersion.current,
-        subcommands: [RunCommand.self, StatusCommand.self],
+        subcommands: [RunCommand.self, StatusCommand.self, ReloadCommand.self],
         defaultSubcommand: RunCommand.self
     )
 }

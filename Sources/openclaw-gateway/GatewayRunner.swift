@@ -1,3 +1,4 @@
+import ConfigReload
 import GatewayConfig
 import GatewayLock
 import GatewayProtocol
@@ -9,6 +10,7 @@ import PortHolder
 import RestartHandover
 import ServiceLifecycle
 import SystemdNotify
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -87,7 +89,7 @@ enum GatewayRunner {
             logger.debug("read config \(configuration.configFile)")
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
-        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, secret: configuration.auth.secret)
+        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, secret: .none)  // take() sets it
         controlPlane.maxPayload = command.maxPayload
         controlPlane.maxBufferedBytes = command.maxBufferedBytes
         controlPlane.handshakeTimeoutMs = command.handshakeTimeoutMs
@@ -97,21 +99,14 @@ enum GatewayRunner {
             listenerSource: acquired.source.rawValue, listenerNames: acquired.listeners.compactMap(\.name),
             startedAtMs: ControlPlaneSession.monotonicMs(),
             presence: PresenceBoard(gateway: .thisHost(version: GatewayVersion.current)),
-            configFile: ConfigFileSource(path: configuration.configFile, contents: configuration.configFileContents),
             stateDirectory: configuration.stateDirectory)
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
-        server.allowedOrigins = configuration.allowedOrigins
-        let limit = AuthRateLimit.upstreamDefaults
-        server.authRateLimit = AuthRateLimit(
-            maxAttempts: configuration.rateLimit.maxAttempts ?? limit.maxAttempts,
-            windowMs: configuration.rateLimit.windowMs ?? limit.windowMs,
-            lockoutMs: configuration.rateLimit.lockoutMs ?? limit.lockoutMs,
-            exemptLoopback: configuration.rateLimit.exemptLoopback ?? limit.exemptLoopback)
-        server.trustedProxies = configuration.trustedProxies
+        server.take(configuration)
         server.maxConnections = command.maxConnections
         server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
         server.maxHeaderBytes = command.maxHeaderBytes
-        return .success(PreparedGateway(acquired: acquired, configuration: configuration, server: server, logger: logger))
+        return .success(
+            PreparedGateway(acquired: acquired, configuration: configuration, options: command.options, server: server, logger: logger))
     }
 
     /// The lock, with `--force` when asked. On a conflict, the contract's error line and then the
@@ -177,6 +172,8 @@ enum GatewayRunner {
 struct PreparedGateway: Sendable {
     let acquired: GatewayLock.Acquired
     let configuration: GatewayConfiguration
+    /// The command line's part of the configuration, resolved again at each reload.
+    let options: CommandLineOptions
     let server: ServerConfiguration
     let logger: Logger
 
@@ -221,6 +218,23 @@ struct ServingGateway: Sendable {
                     successTerminationBehavior: .gracefullyShutdownGroup,
                     serviceName: "watchdog"))
         }
+        // SIGHUP trapped before READY=1 (GatewayService sends it): its default action ends the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let server = self.server
+        let options = prepared.options
+        let reloader = ConfigurationReloader(
+            current: prepared.configuration, notifier: notifier, logger: logger,
+            resolve: { () throws(ConfigurationError) in
+                try GatewayConfiguration.resolve(options, environment: processEnvironment())
+            },
+            apply: { configuration in
+                var live = server.configuration
+                live.take(configuration)
+                let ended = server.reconfigure(live)
+                if ended > 0 { logger.info("gateway auth changed: \(ended) connection(s) told to reconnect (4001)") }
+            })
+        services.append(
+            .init(service: ReloadService(reloader: reloader, hangups: hangups, logger: logger), serviceName: "reload"))
         services.append(
             .init(
                 service: GatewayService(
@@ -327,7 +341,7 @@ struct GatewayService: Service {
         case .handOver(let limit):
             let started = ContinuousClock.now
             let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
-            let stored = RestartHandover.store(handed, in: store, secret: configuration.auth.secret, logger: logger)
+            let stored = RestartHandover.store(handed, in: store, secret: server.configuration.controlPlane.secret, logger: logger)
             let elapsed = RestartHandover.milliseconds(since: started)
             logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store (\(elapsed) ms)")
         case .closeClients(let reason):
@@ -379,6 +393,23 @@ enum SystemdUnit {
             }
         }
         return nil
+    }
+}
+
+extension ServerConfiguration {
+    /// What the config file decides, at start and at each reload: the secret, browser origins,
+    /// the failed-auth limit, trusted proxies, and the file `config.get` shows.
+    mutating func take(_ configuration: GatewayConfiguration) {
+        controlPlane.secret = configuration.auth.secret
+        allowedOrigins = configuration.allowedOrigins
+        let limit = AuthRateLimit.upstreamDefaults
+        authRateLimit = AuthRateLimit(
+            maxAttempts: configuration.rateLimit.maxAttempts ?? limit.maxAttempts,
+            windowMs: configuration.rateLimit.windowMs ?? limit.windowMs,
+            lockoutMs: configuration.rateLimit.lockoutMs ?? limit.lockoutMs,
+            exemptLoopback: configuration.rateLimit.exemptLoopback ?? limit.exemptLoopback)
+        trustedProxies = configuration.trustedProxies
+        info.configFile = ConfigFileSource(path: configuration.configFile, contents: configuration.configFileContents)
     }
 }
 

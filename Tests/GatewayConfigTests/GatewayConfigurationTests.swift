@@ -229,4 +229,31 @@ struct Home {
         _ = home.writeConfig(#"{gateway: {auth: {password: 'pw'}}}"#)
         #expect(try GatewayConfiguration.resolve(.init(bind: "lan"), environment: env).auth == .password("pw"))
     }
+
+    @Test func aReloadNamesWhatChangedAndKeepsTheListener() throws {
+        let home = Home()
+        _ = home.writeConfig(#"{gateway: {port: 18201, auth: {token: 'a'}}}"#)
+        let before = try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        _ = home.writeConfig(#"{gateway: {port: 18202, bind: 'lan', auth: {token: 'b'}, controlUi: {allowedOrigins: ['https://x.example']}, reload: {mode: 'off'}}}"#)
+        let after = try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        #expect(before.changes(to: after) == ConfigurationChanges(
+            live: ["gateway.auth", "gateway.controlUi.allowedOrigins", "gateway.reload"], needRestart: ["gateway.port", "gateway.bind"]))
+        let taken = before.takingUp(after)
+        #expect(taken.port == 18201 && taken.bindAddress == before.bindAddress && taken.token == "b" && taken.reload.mode == .off)
+        #expect(taken.changes(to: after).needRestart == ["gateway.port", "gateway.bind"])  // still pending
+        #expect(before.changes(to: before).isEmpty)
+    }
+
+    @Test func reloadSettingsAreUpstreamsAndAnythingElseIsAConfigError() throws {
+        let home = Home()
+        #expect(try GatewayConfiguration.resolve(.init(), environment: home.environment).reload == ReloadSettings())
+        let file = home.writeConfig(#"{gateway: {reload: {mode: 'sometimes'}}}"#)
+        #expect(throws: ConfigurationError.config(
+            "invalid config \(file): gateway.reload.mode \"sometimes\" is not one of off, hot, restart, hybrid")) {
+            try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        }
+        _ = home.writeConfig(#"{gateway: {reload: {mode: 'hot', debounceMs: 0}}}"#)
+        let settings = try GatewayConfiguration.resolve(.init(), environment: home.environment).reload
+        #expect(settings.mode == .hot && settings.debounceMs == 0)
+    }
 }

@@ -192,6 +192,38 @@ out=$($SESSIONS stop 18900 --clients 5 --during "kill -TERM $manual" 2>&1); rc=$
 wait $manual
 check "10.6 a manual launch (no systemd, no store): shutdown event and 1012 as before: $out" test $rc = 0
 
+# 11. systemctl reload: the config read again, live, with the socket and every session untouched;
+# an invalid config makes `systemctl reload` fail and the last good one keeps serving
+config=/var/lib/openclaw-gateway/openclaw.json
+write_config() { printf '%s\n' "$1" >"$config.tmp" && chmod 0644 "$config.tmp" && mv "$config.tmp" "$config"; }
+$PROBE health 18789 >/dev/null
+write_config "{gateway: {reload: {mode: 'off'}}}"  # JSON5, as upstream writes it; no watch: each reload is ours
+systemctl reload openclaw-gateway.service
+pid_before=$(prop openclaw-gateway.service MainPID)
+socket_since=$(prop openclaw-gateway.socket ActiveEnterTimestampMonotonic)
+write_config "{gateway: {reload: {mode: 'off'}, controlUi: {allowedOrigins: ['https://ui.example',],},}}"
+out=$($SESSIONS soak 18789 --clients 20 --every-ms 20 --same-pid --during "systemctl reload openclaw-gateway.service" 2>&1); rc=$?
+check "11.1 systemctl reload (valid): 20 sessions untouched, same pid: $out" test $rc = 0
+reload_status=$(prop openclaw-gateway.service StatusText)
+check "11.1 ... StatusText says what was applied ($reload_status)" \
+  grep -qx 'config reload (SIGHUP): generation [0-9]*: applied gateway.controlUi.allowedOrigins' <<<"$reload_status"
+write_config "{gateway: {reload: {mode: 'off'}, auth: {mode: 'password'}}}"
+out=$($SESSIONS soak 18789 --clients 20 --every-ms 20 --same-pid --during "! systemctl reload openclaw-gateway.service 2>/dev/null" 2>&1); rc=$?
+check "11.2 systemctl reload (invalid config) fails, 20 sessions untouched: $out" test $rc = 0
+check "11.2 ... the journal names the reason" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat | grep -q 'reload refused: invalid config /var/lib/openclaw-gateway/openclaw.json: gateway.auth.mode is \"password\" but no password is set'"
+check "11.2 ... the same process serves on" test "$(prop openclaw-gateway.service MainPID)" = "$pid_before"
+check "11.2 ... and the socket unit was never restarted" test "$(prop openclaw-gateway.socket ActiveEnterTimestampMonotonic)" = "$socket_since"
+check "11.2 ... the last good config serves (its origin is allowed)" python3 -c '
+import socket
+s = socket.create_connection(("127.0.0.1", 18789))
+s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://ui.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+assert b" 101 " in s.recv(4096).split(b"\r\n")[0]
+'
+rm -f "$config"
+systemctl reload openclaw-gateway.service
+
 # 6. SIGKILL: the next connection starts it again; nothing left behind
 systemctl kill -s KILL openclaw-gateway.service
 wait_inactive openclaw-gateway.service || true

@@ -8,7 +8,8 @@
       again and closes normally. Prints one JSON line: closes, lost and duplicated responses,
       connId changes, clients whose pid did not change, the pids seen, the longest wait for a
       response. Exit 0 when every one of the N kept its connId, saw the pid change (when CMD
-      ran), and no client saw a close or a lost, duplicated or unanswered response.
+      ran; with --same-pid: saw it stay, for a reload), and no client saw a close or a lost,
+      duplicated or unanswered response.
   sessions.py stop PORT --clients N --during CMD
       N connected clients; CMD runs once; each must get the `shutdown` event and close 1012
       within 12 s. Exit 0 when all did.
@@ -223,7 +224,8 @@ async def soak(args):
             and stats["connIdChanged"] == 0 and stats["bothStatuses"] == args.clients and len(stats["pidsAfter"]) == 1
             and stats["sent"] > 0 and stats["answered"] == stats["sent"])
     if args.during:
-        good = good and stats["pidUnchanged"] == 0
+        # a restart: every client saw the new pid; a reload (--same-pid): every client saw the same one
+        good = good and stats["pidUnchanged"] == (args.clients if args.same_pid else 0)
     return 0 if good else 1
 
 
@@ -302,6 +304,7 @@ def main():
     parser.add_argument("--during")
     parser.add_argument("--times", type=int, default=1)
     parser.add_argument("--gap", type=float, default=1.0)
+    parser.add_argument("--same-pid", action="store_true", help="CMD must not change the pid (a reload)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

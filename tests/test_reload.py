@@ -1,0 +1,222 @@
+"""Reloads while running: SIGHUP and a watched openclaw.json. The real binary, real files and a
+NOTIFY_SOCKET standing in for systemd."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from harness import connect_as, free_port, http_get, port_accepts, refused_for, run, ws_connect
+
+
+def write_config(home, gateway, rename=True):
+    """As editors write it: a temporary file renamed over the old one."""
+    directory = os.path.join(home, ".openclaw")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "openclaw.json")
+    text = gateway if isinstance(gateway, str) else json.dumps({"gateway": gateway})
+    temporary = path + ".tmp" if rename else path
+    with open(temporary, "w") as f:
+        f.write(text)
+    if rename:
+        os.rename(temporary, path)
+    return path
+
+
+def start(gateways, home, gateway):
+    port = free_port()
+    write_config(home, {"port": port, **gateway})
+    gw = gateways([])
+    gw.wait_ready()
+    return gw, port
+
+
+def sighup(gw):
+    """SIGHUP, then the reload's messages: (RELOADING=1 message, READY=1 message)."""
+    seen = len(gw.notify.messages)
+    gw.signal(signal.SIGHUP)
+    reloading = gw.notify.wait_for_next("RELOADING=1", seen)
+    ready = gw.notify.wait_for_next("READY=1", seen)
+    return reloading, ready
+
+
+def status_of(message):
+    return next(line[len("STATUS="):] for line in message.split("\n") if line.startswith("STATUS="))
+
+
+def origin_status(port, origin):
+    head = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    return http_get(port, "", raw=head.encode())[0]
+
+
+def test_sighup_changes_the_token_and_ends_sessions_that_used_the_old_one(gateways, home):
+    gw, port = start(gateways, home, {"auth": {"token": "old"}})
+
+    async def scenario():
+        ws = await ws_connect(port)
+        await ws.recv()  # challenge
+        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": "old"},
+            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
+        assert json.loads(await ws.recv())["ok"] is True
+        write_config(home, {"port": port, "auth": {"token": "new"}, "reload": {"mode": "off"}})
+        reloading, ready = sighup(gw)
+        frames = []
+        import websockets
+        try:
+            while True:
+                frames.append(json.loads(await ws.recv()))
+        except websockets.ConnectionClosed as closed:
+            return reloading, ready, frames, closed.rcvd.code, closed.rcvd.reason
+
+    reloading, ready, frames, code, reason = run(scenario())
+    assert any(line.startswith("MONOTONIC_USEC=") and int(line.split("=")[1]) > 0 for line in reloading.split("\n"))
+    assert "applied gateway.auth" in status_of(ready) and "generation 2" in status_of(ready)
+    shutdown = [f for f in frames if f.get("event") == "shutdown"]
+    assert shutdown and shutdown[0]["payload"]["reason"] == "gateway auth changed"
+    assert (code, reason) == (4001, "gateway auth changed")
+    assert refused_for(connect_as(port, "old")) == "AUTH_TOKEN_MISMATCH"
+    assert connect_as(port, "new")["ok"] is True
+
+
+def test_a_changed_file_is_taken_up_once_it_settles(gateways, home):
+    gw, port = start(gateways, home, {"controlUi": {"allowedOrigins": ["https://a.example"]}, "reload": {"debounceMs": 50}})
+    assert origin_status(port, "https://b.example") == 403
+    seen = len(gw.notify.messages)
+    write_config(home, {"port": port, "controlUi": {"allowedOrigins": ["https://a.example", "https://b.example"]},
+                        "reload": {"debounceMs": 50}})
+    ready = gw.notify.wait_for_next("READY=1", seen)
+    assert status_of(ready).startswith("config reload (file changed): generation 2: applied gateway.controlUi.allowedOrigins")
+    assert connect_as(port, origin="https://b.example")["ok"] is True
+    assert gw.notify.count("RELOADING=1") == 1  # the rename's several events: one reload
+
+
+def test_an_invalid_file_keeps_the_last_good_config_serving(gateways, home):
+    gw, port = start(gateways, home, {"auth": {"token": "good"}, "reload": {"mode": "off"}})
+    path = write_config(home, "{gateway: {port: %d, auth: {token: 'next'}" % port)  # cut short
+    _, ready = sighup(gw)
+    line = gw.wait_for_log(r"config reload skipped \(invalid config\)")
+    assert f"invalid config {path}: not valid JSON5" in line and "still serving generation 1" in line
+    assert status_of(ready) in line  # the journal and systemctl status say the same
+    assert status_of(ready).startswith(f"config reload skipped (invalid config), still serving generation 1: invalid config {path}")
+    assert connect_as(port, "good")["ok"] is True
+    assert refused_for(connect_as(port, "next")) == "AUTH_TOKEN_MISMATCH"
+
+
+def test_a_new_port_needs_a_restart_and_the_listener_stays(gateways, home):
+    gw, port = start(gateways, home, {"reload": {"mode": "off"}})
+    other = free_port()
+    write_config(home, {"port": other, "reload": {"mode": "off"}})
+    _, ready = sighup(gw)
+    assert "restart needed for gateway.port" in status_of(ready)
+    gw.wait_for_log(r"restart needed for gateway\.port")
+    assert http_get(port, "/healthz")[0] == 200
+    assert not port_accepts(other)
+    # asked again: still pending, said again
+    _, ready = sighup(gw)
+    assert "restart needed for gateway.port" in status_of(ready)
+
+
+def test_mode_off_ignores_the_file_but_not_sighup(gateways, home):
+    gw, port = start(gateways, home, {"auth": {"token": "one"}, "reload": {"mode": "off", "debounceMs": 0}})
+    write_config(home, {"port": port, "auth": {"token": "two"}, "reload": {"mode": "off", "debounceMs": 0}})
+    gw.notify.drain_for(0.5)  # a watch that fired would have reloaded by now
+    assert gw.notify.count("RELOADING=1") == 0
+    assert connect_as(port, "one")["ok"] is True
+    sighup(gw)
+    assert connect_as(port, "two")["ok"] is True
+
+
+def test_a_reload_with_nothing_changed_says_so(gateways, home):
+    gw, _ = start(gateways, home, {"reload": {"mode": "off"}})
+    _, ready = sighup(gw)
+    assert status_of(ready) == "config reload (SIGHUP): no change, generation 1"
+
+
+def test_a_hundred_reloads_under_load_lose_nothing(gateways, home):
+    # Sessions keep asking while the config is reloaded 100 times (each time a change, applied);
+    # new connections keep coming. Not one request unanswered, not one connection refused.
+    import asyncio
+    import threading
+
+    gw, port = start(gateways, home, {"auth": {"token": "t"}, "reload": {"mode": "off"}})
+    done = threading.Event()
+    generations = []
+
+    def reloads():
+        try:
+            for i in range(100):
+                write_config(home, {"port": port, "auth": {"token": "t"}, "reload": {"mode": "off"},
+                                    "controlUi": {"allowedOrigins": [f"https://ui{i}.example"]}})
+                _, ready = sighup(gw)
+                generations.append(status_of(ready))
+        finally:
+            done.set()
+
+    async def session(answers):
+        ws = await ws_connect(port)
+        await ws.recv()
+        await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": "t"},
+            "client": {"id": "t", "version": "1", "platform": "linux", "mode": "cli"}}}))
+        assert json.loads(await ws.recv())["ok"] is True
+        n = 0
+        while not done.is_set():
+            n += 1
+            await ws.send(json.dumps({"type": "req", "id": str(n), "method": "health"}))
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("type") == "res":
+                    break
+            assert frame["id"] == str(n) and frame["ok"] is True
+            answers.append(n)
+        await ws.close()
+
+    async def newcomers(accepted):
+        while not done.is_set():
+            reply = await asyncio.get_running_loop().run_in_executor(None, connect_as, port, "t")
+            assert reply["ok"] is True, reply
+            accepted.append(1)
+
+    async def scenario():
+        answers, accepted = [], []
+        thread = threading.Thread(target=reloads)
+        thread.start()
+        try:
+            await asyncio.gather(*[session(answers) for _ in range(4)], newcomers(accepted))
+        finally:
+            done.set()
+            thread.join(60)
+        return answers, accepted
+
+    answers, accepted = run(scenario())
+    assert len(generations) == 100 and generations[-1].startswith("config reload (SIGHUP): generation 101: applied")
+    print(f"100 reloads: {len(answers)} requests answered, {len(accepted)} new connections accepted")
+    assert len(answers) > 100 and len(accepted) > 10, (len(answers), len(accepted))
+
+
+def test_the_reload_command_refuses_an_invalid_config_and_asks_the_gateway_otherwise(gateways, home):
+    # What the units' ExecReload= runs: `systemctl reload` fails on an invalid file, and then the
+    # gateway is not even asked.
+    import subprocess
+    from harness import BIN
+
+    gw, port = start(gateways, home, {"auth": {"token": "one"}, "reload": {"mode": "off"}})
+    env = {"PATH": "/usr/bin:/bin", "HOME": home}
+    path = write_config(home, "{gateway: {port: %d, auth: {mode: 'password'}}}" % port)
+    refused = subprocess.run([BIN, "reload", "--pid", str(gw.pid)], env=env, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 78
+    assert refused.stderr == (f"openclaw-gateway: reload refused: invalid config {path}: gateway.auth.mode is \"password\" "
+                              "but no password is set (OPENCLAW_GATEWAY_PASSWORD or gateway.auth.password)\n")
+    gw.notify.drain_for(0.3)
+    assert gw.notify.count("RELOADING=1") == 0
+    assert connect_as(port, "one")["ok"] is True
+
+    write_config(home, {"port": port, "auth": {"token": "two"}, "reload": {"mode": "off"}})
+    seen = len(gw.notify.messages)
+    asked = subprocess.run([BIN, "reload", "--pid", str(gw.pid)], env=env, capture_output=True, text=True, timeout=30)
+    assert asked.returncode == 0 and asked.stderr == ""
+    assert "applied gateway.auth" in status_of(gw.notify.wait_for_next("READY=1", seen))
+    assert connect_as(port, "two")["ok"] is True
