@@ -218,5 +218,24 @@ def test_the_reload_command_refuses_an_invalid_config_and_asks_the_gateway_other
     seen = len(gw.notify.messages)
     asked = subprocess.run([BIN, "reload", "--pid", str(gw.pid)], env=env, capture_output=True, text=True, timeout=30)
     assert asked.returncode == 0 and asked.stderr == ""
-    assert "applied gateway.auth" in status_of(gw.notify.wait_for_next("READY=1", seen))
+    # It returned once the gateway answered: the reload's READY=1 is already here, and the new
+    # token is in force, with no wait of ours.
+    assert "applied gateway.auth" in status_of(gw.notify.wait_for_next("READY=1", seen, timeout=0.05))
     assert connect_as(port, "two")["ok"] is True
+
+    gone = subprocess.run([BIN, "reload", "--pid", "999999999"], env=env, capture_output=True, text=True, timeout=30)
+    assert gone.returncode == 69 and gone.stderr.startswith("openclaw-gateway: cannot signal gateway process 999999999: ")
+
+
+def test_a_reload_asked_before_the_gateway_reads_signals_waits_instead_of_ending_it(gateways, home):
+    # SIGHUP is caught from the first line of main: one sent during start-up (here: once the config
+    # was read, before the listener serves) is taken up once the reload service runs, never
+    # SIGHUP's default action (the end of the process).
+    port = free_port()
+    write_config(home, {"port": port, "reload": {"mode": "off"}})
+    gw = gateways(["--log-level", "debug"])
+    gw.wait_for_log(r"read config ")
+    gw.signal(signal.SIGHUP)
+    gw.wait_ready()
+    gw.notify.wait_for("RELOADING=1")
+    assert gw.proc.poll() is None and http_get(port, "/healthz")[0] == 200

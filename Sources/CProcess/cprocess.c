@@ -12,6 +12,9 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -218,4 +221,82 @@ int openclaw_tcp_socket_uid(int family, const void *source, int source_port, con
     struct inet_diag_msg *m = NLMSG_DATA(h);
     *uid = m->idiag_uid;
     return 0;
+}
+
+/* SIGHUP's sender, passed from the handler through a pipe (write(2) is async-signal-safe). */
+static int openclaw_hangup_pipe[2] = {-1, -1};
+
+static void openclaw_on_hangup(int signal, siginfo_t *info, void *context) {
+    (void)signal;
+    (void)context;
+    int saved = errno;
+    int record[3] = {(int)info->si_pid, info->si_code, info->si_code == SI_QUEUE ? info->si_value.sival_int : 0};
+    ssize_t ignored = write(openclaw_hangup_pipe[1], record, sizeof(record));
+    (void)ignored;
+    errno = saved;
+}
+
+int openclaw_install_hangups(void) {
+    if (openclaw_hangup_pipe[0] >= 0) return openclaw_hangup_pipe[0];
+    if (pipe2(openclaw_hangup_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = openclaw_on_hangup;
+    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGHUP, &action, NULL) != 0) return -errno;
+    return openclaw_hangup_pipe[0];
+}
+
+int openclaw_read_hangup(int fd, int *pid, int *code, int *value) {
+    int record[3];
+    ssize_t n = read(fd, record, sizeof(record));
+    if (n < 0) return errno == EAGAIN ? 0 : -errno;
+    if (n != sizeof(record)) return n == 0 ? 0 : -EIO;
+    *pid = record[0];
+    *code = record[1];
+    *value = record[2];
+    return 1;
+}
+
+int openclaw_queue_signal(int pid, int signal, int value) {
+    union sigval v;
+    v.sival_int = value;
+    return sigqueue(pid, signal, v) == 0 ? 0 : -errno;
+}
+
+int openclaw_block_signal(int signal) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int openclaw_wait_signal_from(int signal, int pid, int timeout_ms, int *value) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec += 1; deadline.tv_nsec -= 1000000000L; }
+    for (;;) {
+        struct timespec now, left;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left.tv_sec = deadline.tv_sec - now.tv_sec;
+        left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+        if (left.tv_nsec < 0) { left.tv_sec -= 1; left.tv_nsec += 1000000000L; }
+        if (left.tv_sec < 0) return -ETIMEDOUT;
+        siginfo_t info;
+        int r = sigtimedwait(&set, &info, &left);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        }
+        if (info.si_pid == pid && info.si_code == SI_QUEUE) {
+            *value = info.si_value.sival_int;
+            return 0;
+        }
+    }
 }

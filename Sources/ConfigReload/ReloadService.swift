@@ -1,21 +1,18 @@
 import GatewayConfig
 import Logging
 import ServiceLifecycle
-import UnixSignals
 
 /// What asks for a reload while the gateway runs: SIGHUP (a manual launch, and the units'
 /// `ExecReload=`), and a change to the config file unless `gateway.reload.mode` is `off` (read
 /// at each change, so a reload can turn the watch off and on). Ends at graceful shutdown.
 public struct ReloadService: Service {
     let reloader: ConfigurationReloader
-    let hangups: UnixSignalsSequence
     let logger: Logger
 
-    /// `hangups` must trap SIGHUP before the gateway reports READY=1: a reload asked for at once
-    /// must not find SIGHUP's default action, which ends the process.
-    public init(reloader: ConfigurationReloader, hangups: UnixSignalsSequence, logger: Logger) {
+    /// SIGHUP must be blocked since the start of main (``Hangups/blockEarly()``): a reload asked
+    /// before this service runs then waits for it.
+    public init(reloader: ConfigurationReloader, logger: Logger) {
         self.reloader = reloader
-        self.hangups = hangups
         self.logger = logger
     }
 
@@ -25,10 +22,21 @@ public struct ReloadService: Service {
         if let failure {
             logger.notice("config file not watched (\(failure)); SIGHUP still reloads")
         }
+        let (hangups, hangupFailure) = Hangups.events()
+        if let hangupFailure {
+            logger.warning("SIGHUP cannot reload (\(hangupFailure))")
+        }
         await withDiscardingTaskGroup { group in
-            group.addTask {
-                for await _ in hangups.cancelOnGracefulShutdown() {
-                    await reloader.reload(trigger: "SIGHUP")
+            if let hangups {
+                group.addTask {
+                    for await hangup in hangups.cancelOnGracefulShutdown() {
+                        let outcome = await reloader.reload(trigger: "SIGHUP")
+                        if case .rejected = outcome {
+                            Hangups.answer(hangup, status: 78)
+                        } else {
+                            Hangups.answer(hangup, status: 0)
+                        }
+                    }
                 }
             }
             if let changes {

@@ -10,7 +10,6 @@ import PortHolder
 import RestartHandover
 import ServiceLifecycle
 import SystemdNotify
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -218,8 +217,6 @@ struct ServingGateway: Sendable {
                     successTerminationBehavior: .gracefullyShutdownGroup,
                     serviceName: "watchdog"))
         }
-        // SIGHUP trapped before READY=1 (GatewayService sends it): its default action ends the process.
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let server = self.server
         let options = prepared.options
         let reloader = ConfigurationReloader(
@@ -234,7 +231,7 @@ struct ServingGateway: Sendable {
                 if ended > 0 { logger.info("gateway auth changed: \(ended) connection(s) told to reconnect (4001)") }
             })
         services.append(
-            .init(service: ReloadService(reloader: reloader, hangups: hangups, logger: logger), serviceName: "reload"))
+            .init(service: ReloadService(reloader: reloader, logger: logger), serviceName: "reload"))
         services.append(
             .init(
                 service: GatewayService(

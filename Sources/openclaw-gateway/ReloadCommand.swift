@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfigReload
 import GatewayConfig
 
 #if canImport(Glibc)
@@ -7,16 +8,18 @@ import Glibc
 
 /// `openclaw-gateway reload --pid PID`: the units' `ExecReload=`. Resolves the configuration as
 /// `run` would (same flags, environment and file); when it is invalid, says why in one line and
-/// exits 78, so `systemctl reload` fails and the gateway is not asked. Otherwise sends the gateway
-/// SIGHUP: it reloads and reports to systemd itself (RELOADING=1 … READY=1 with STATUS=).
+/// exits 78, so `systemctl reload` fails and the gateway is not asked. Otherwise asks the gateway
+/// (SIGHUP by sigqueue) and returns once it answers that the reload is done, so the reload job
+/// ends when the new configuration is in force, on systemd 252 as on 257; the gateway also reports
+/// to systemd itself (RELOADING=1 … READY=1 with STATUS=).
 struct ReloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload",
         abstract: "Check the configuration and ask a running gateway to reload it (ExecReload=).",
         discussion: """
-            Exit statuses: 0 the configuration is valid and the gateway was asked (SIGHUP); 64 \
-            usage; 69 no such gateway process; 78 the configuration is invalid (the gateway keeps \
-            serving the last good one).
+            Exit statuses: 0 the new configuration is in force (the gateway answered); 1 the \
+            gateway did not answer within 30 s; 64 usage; 69 no such gateway process; 78 the \
+            configuration is invalid (the gateway keeps serving the last good one).
             """
     )
 
@@ -35,6 +38,9 @@ struct ReloadCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("As for run.", valueName: "loopback|lan|ip"))
     var bind: String?
 
+    /// How long the gateway has to answer (it takes about a millisecond).
+    static let answerTimeoutMs: Int32 = 30_000
+
     func validate() throws {
         if pid < 2 { throw ValidationError("invalid --pid \(pid): expected the gateway's process id") }
     }
@@ -47,8 +53,17 @@ struct ReloadCommand: ParsableCommand {
             printError("openclaw-gateway: reload refused: \(error.message)")
             throw ExitCode(error.exitStatus)
         }
-        guard kill(pid, SIGHUP) == 0 else {
-            printError("openclaw-gateway: cannot signal gateway process \(pid): \(String(cString: strerror(errno)))")
+        switch ReloadRequest.send(to: pid, timeoutMs: Self.answerTimeoutMs) {
+        case .done:
+            return
+        case .refused:
+            printError("openclaw-gateway: reload refused by gateway process \(pid): its log says why; it serves the last good config")
+            throw ExitCode(78)
+        case .noAnswer:
+            printError("openclaw-gateway: gateway process \(pid) did not answer the reload within \(Self.answerTimeoutMs / 1000) s")
+            throw ExitCode(1)
+        case .cannotSignal(let reason):
+            printError("openclaw-gateway: cannot signal gateway process \(pid): \(reason)")
             throw ExitCode(69)  // EX_UNAVAILABLE
         }
     }

@@ -1,3 +1,4 @@
+import ConfigReload
 import Dispatch
 import GatewayLock
 
@@ -8,6 +9,9 @@ import Glibc
 // First, before anything can start a thread: take what systemd passed (LISTEN_*). This unsets the
 // variables, which is only safe while the process has a single thread.
 let activation = SystemdActivation.takeFromEnvironment()
+// SIGHUP (a reload) caught from here on, with its sender: one asked before the gateway reads it
+// waits instead of ending the process.
+Hangups.installEarly()
 
 // Still on the one and only thread: flags, configuration and the lock (the listener). A duplicate
 // is refused here, before any event loop, thread pool or task exists. This code is synchronous on

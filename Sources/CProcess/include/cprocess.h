@@ -26,6 +26,26 @@ int openclaw_socket_holders(const unsigned long long *inodes, int n_inodes, int 
 /// 0 with the uid in `*uid`, or -errno (-ENOENT: no such socket, it has gone).
 int openclaw_tcp_socket_uid(int family, const void *source, int source_port, const void *destination, int destination_port, unsigned int *uid);
 
+/// SIGHUP caught from now on: a handler writes each one's sender (pid, si_code, and the sigqueue
+/// value) into a pipe, whose read end (non-blocking, close-on-exec) this returns; -errno on
+/// failure. Once per process (later calls return the same fd). A SIGHUP before anyone reads
+/// waits in the pipe instead of ending the process.
+int openclaw_install_hangups(void);
+
+/// One SIGHUP from that pipe: 1 with the sender's pid, si_code (SI_QUEUE for sigqueue) and value;
+/// 0 when none is waiting; -errno.
+int openclaw_read_hangup(int fd, int *pid, int *code, int *value);
+
+/// sigqueue(pid, signal, value): 0 or -errno.
+int openclaw_queue_signal(int pid, int signal, int value);
+
+/// Blocks `signal` in the calling thread (to wait for it with sigtimedwait): 0 or -errno.
+int openclaw_block_signal(int signal);
+
+/// Waits up to `timeout_ms` for `signal` sent with sigqueue by `pid` (others are skipped): 0 with
+/// its value, -ETIMEDOUT, or -errno.
+int openclaw_wait_signal_from(int signal, int pid, int timeout_ms, int *value);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file (-1 + errno on failure). Glibc declares it
 /// only under _GNU_SOURCE, which Swift's Glibc module does not set.
 int openclaw_memfd_create(const char *name);
