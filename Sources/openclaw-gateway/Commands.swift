@@ -67,25 +67,25 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "If another openclaw-gateway holds the port, stop it (SIGTERM, SIGKILL after 5 s) and take the port. Never touches anything else.")
     var force = false
 
-    @Option(name: .long, help: ArgumentHelp("Open connections at most; beyond, HTTP 503. Default 1024.", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Open connections at most; beyond, HTTP 503. Default \(RunSettings.defaults.maxConnections).", valueName: "n"))
     var maxConnections: Int = RunSettings.defaults.maxConnections
 
-    @Option(name: .long, help: ArgumentHelp("Largest client frame after hello-ok, bytes (policy.maxPayload). Default 1048576.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Largest client frame after hello-ok, bytes (policy.maxPayload). Default \(RunSettings.defaults.maxPayload).", valueName: "bytes"))
     var maxPayload: Int = RunSettings.defaults.maxPayload
 
-    @Option(name: .long, help: ArgumentHelp("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes). Default 4194304.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes). Default \(RunSettings.defaults.maxBufferedBytes).", valueName: "bytes"))
     var maxBufferedBytes: Int = RunSettings.defaults.maxBufferedBytes
 
-    @Option(name: .long, help: ArgumentHelp("Time a client has to send connect, ms. Default 10000.", valueName: "ms"))
+    @Option(name: .long, help: ArgumentHelp("Time a client has to send connect, ms. Default \(RunSettings.defaults.handshakeTimeoutMs).", valueName: "ms"))
     var handshakeTimeoutMs: Int = RunSettings.defaults.handshakeTimeoutMs
 
-    @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default 15000.", valueName: "ms"))
+    @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default \(RunSettings.defaults.tickIntervalMs).", valueName: "ms"))
     var tickIntervalMs: Int = RunSettings.defaults.tickIntervalMs
 
-    @Option(name: .long, help: ArgumentHelp("Time for a request's headers to arrive, ms. Default 10000.", valueName: "ms"))
+    @Option(name: .long, help: ArgumentHelp("Time for a request's headers to arrive, ms. Default \(RunSettings.defaults.headerTimeoutMs).", valueName: "ms"))
     var headerTimeoutMs: Int = RunSettings.defaults.headerTimeoutMs
 
-    @Option(name: .long, help: ArgumentHelp("Header bytes per HTTP request at most. Default 16384.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Header bytes per HTTP request at most. Default \(RunSettings.defaults.maxHeaderBytes).", valueName: "bytes"))
     var maxHeaderBytes: Int = RunSettings.defaults.maxHeaderBytes
 
     var options: CommandLineOptions {
@@ -116,7 +116,8 @@ enum GatewayVersion {
     static let current = "0.1.0"
 }
 
-/// What `run` takes from its command line; the defaults live here, and RunCommand's options use them.
+/// What `run` takes from its command line; the defaults live here, and RunCommand's options and
+/// their help text read them.
 struct RunSettings: Equatable {
     static let defaults = RunSettings()
 
