@@ -82,7 +82,8 @@ def test_status_of_a_running_gateway(gateways):
     assert report["state"] == "running" and report["running"] is True
     assert report["pid"] == holder.pid and report["process"] == "openclaw-gateway"
     assert report["socketActivated"] is False and report["socketUnit"] is None
-    assert report["health"] == {"httpStatus": 200, "ok": True, "status": "live"}
+    assert report["health"] == {"httpStatus": 200, "ok": True, "status": "live", "configGeneration": 1, "lastReload": "none"}
+    assert "  config: generation 1, last reload: none" in _status(gateways, port)[1]
 
 
 def test_status_when_nothing_listens(gateways):

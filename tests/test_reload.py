@@ -72,6 +72,8 @@ def test_sighup_changes_the_token_and_ends_sessions_that_used_the_old_one(gatewa
             return reloading, ready, frames, closed.rcvd.code, closed.rcvd.reason
 
     reloading, ready, frames, code, reason = run(scenario())
+    _, headers, _ = http_get(port, "/healthz")
+    assert headers["x-openclaw-config-generation"] == "2" and headers["x-openclaw-last-reload"] == "applied"
     assert any(line.startswith("MONOTONIC_USEC=") and int(line.split("=")[1]) > 0 for line in reloading.split("\n"))
     assert "applied gateway.auth" in status_of(ready) and "generation 2" in status_of(ready)
     shutdown = [f for f in frames if f.get("event") == "shutdown"]
@@ -103,6 +105,13 @@ def test_an_invalid_file_keeps_the_last_good_config_serving(gateways, home):
     assert status_of(ready).startswith(f"config reload skipped (invalid config), still serving generation 1: invalid config {path}")
     assert connect_as(port, "good")["ok"] is True
     assert refused_for(connect_as(port, "next")) == "AUTH_TOKEN_MISMATCH"
+    # what `openclaw-gateway status` shows
+    import subprocess
+    from harness import BIN
+    status = subprocess.run([BIN, "status", "--port", str(port)],  # (the broken file is not read for it)
+                            env={"PATH": "/usr/bin:/bin", "HOME": home, "OPENCLAW_CONFIG_PATH": home + "/none.json"},
+                            capture_output=True, text=True, timeout=30)
+    assert "  config: generation 1, last reload: rejected" in status.stdout, status.stdout
 
 
 def test_a_new_port_needs_a_restart_and_the_listener_stays(gateways, home):

@@ -12,6 +12,22 @@ import SystemdNotify
 public actor ConfigurationReloader {
     /// How one reload ended.
     public enum Outcome: Sendable, Equatable {
+        /// applied, unchanged or rejected.
+        public var name: String {
+            switch self {
+            case .applied: "applied"
+            case .unchanged: "unchanged"
+            case .rejected: "rejected"
+            }
+        }
+
+        /// The generation in force after it.
+        public var generation: Int {
+            switch self {
+            case .applied(let generation, _), .unchanged(let generation), .rejected(let generation, _): generation
+            }
+        }
+
         /// The new configuration is in force as `generation`.
         case applied(generation: Int, changes: ConfigurationChanges)
         /// The file resolves to what is in force already.
@@ -28,16 +44,17 @@ public actor ConfigurationReloader {
     public private(set) var lastResult: String?
 
     private let resolve: @Sendable () throws(ConfigurationError) -> GatewayConfiguration
-    private let apply: @Sendable (GatewayConfiguration) -> Void
+    private let apply: @Sendable (GatewayConfiguration, Outcome) -> Void
     private let notifier: SystemdNotifier
     private let logger: Logger
 
     /// - resolve: the start's own resolution (flags, environment, file, defaults).
-    /// - apply: takes up a new configuration (the server's live settings).
+    /// - apply: takes up the configuration in force after each reload, and how the reload ended
+    ///   (the server's live settings, what its probes report).
     public init(
         current: GatewayConfiguration, notifier: SystemdNotifier, logger: Logger,
         resolve: @escaping @Sendable () throws(ConfigurationError) -> GatewayConfiguration,
-        apply: @escaping @Sendable (GatewayConfiguration) -> Void
+        apply: @escaping @Sendable (GatewayConfiguration, Outcome) -> Void
     ) {
         self.current = current
         self.notifier = notifier
@@ -62,7 +79,6 @@ public actor ConfigurationReloader {
             } else {
                 generation += 1
                 current = new
-                apply(new)
                 outcome = .applied(generation: generation, changes: changes)
                 line = Self.describe(changes, generation: generation, trigger: trigger)
             }
@@ -77,6 +93,7 @@ public actor ConfigurationReloader {
             logger.warning("\(line)")
         }
         lastResult = line
+        apply(current, outcome)
         notifier.ready(status: line)
         return outcome
     }

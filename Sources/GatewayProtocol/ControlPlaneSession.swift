@@ -68,6 +68,10 @@ public struct ServerInfo: Sendable {
     public var configFile: ConfigFileSource?
     /// The state directory (hello-ok's snapshot.stateDir), when known.
     public var stateDirectory: String?
+    /// Which configuration is in force: 1 at start, one more for each reload that changed it.
+    public var configGeneration = 1
+    /// How the last reload ended: none (no reload yet), applied, unchanged or rejected.
+    public var lastReload = "none"
 
     public init(
         pid: Int, urls: [String], profile: String?, listenerSource: String, listenerNames: [String], startedAtMs: Int,

@@ -233,7 +233,7 @@ public final class GatewayServer: Sendable {
     ) throws {
         let current = live.withLockedValue { $0 }
         let (configuration, origins, hosts) = (current.configuration, current.origins, current.hosts)
-        let httpHandler = HTTPHandler(origins: origins, hosts: hosts, refusals: refusals)
+        let httpHandler = HTTPHandler(origins: origins, hosts: hosts, refusals: refusals, probeHeaders: current.probeHeaders)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let gate = QuiesceGate()
         let boundHandlers = NIOLoopBound((httpHandler, idle, gate), eventLoop: channel.eventLoop)
@@ -334,12 +334,20 @@ struct LiveConfiguration: Sendable {
     let configuration: ServerConfiguration
     let origins: OriginPolicy
     let hosts: HostPolicy
+    let probeHeaders: [(String, String)]
 
     init(_ configuration: ServerConfiguration) {
         self.configuration = configuration
         origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins)
         hosts = HostPolicy(allowedOrigins: configuration.allowedOrigins)
+        probeHeaders = [
+            (Self.generationHeader, String(configuration.info.configGeneration)),
+            (Self.lastReloadHeader, configuration.info.lastReload),
+        ]
     }
+
+    public static let generationHeader = "X-OpenClaw-Config-Generation"
+    public static let lastReloadHeader = "X-OpenClaw-Last-Reload"
 }
 
 /// Every open client connection, so shutdown can reach them all, and which of those a listener

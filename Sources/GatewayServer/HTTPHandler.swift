@@ -12,10 +12,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let refusals: RefusalLog
     private var request: HTTPRequestHead?
 
-    init(origins: OriginPolicy, hosts: HostPolicy, refusals: RefusalLog) {
+    /// Sent with every probe answer: which configuration is in force (`openclaw-gateway status`
+    /// shows it).
+    private let probeHeaders: [(String, String)]
+
+    init(origins: OriginPolicy, hosts: HostPolicy, refusals: RefusalLog, probeHeaders: [(String, String)] = []) {
         self.origins = origins
         self.hosts = hosts
         self.refusals = refusals
+        self.probeHeaders = probeHeaders
     }
 
     static let liveBody = #"{"ok":true,"status":"live"}"#
@@ -69,7 +74,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                             extra: [("Allow", "GET, HEAD")], context: context)
             }
             let body = path.hasPrefix("/ready") ? Self.readyBody : Self.liveBody
-            send(.ok, body: body, head: head, context: context)
+            send(.ok, body: body, head: head, extra: probeHeaders, context: context)
         case "/" where !origins.allows(head, localPort: context.channel.localAddress?.port):
             // A web page on another origin never gets a socket (cross-site WebSocket hijacking).
             refusals.refused(.origin, peer: context.channel.remoteAddress, reason: "origin not allowed",

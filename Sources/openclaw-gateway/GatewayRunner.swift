@@ -224,9 +224,11 @@ struct ServingGateway: Sendable {
             resolve: { () throws(ConfigurationError) in
                 try GatewayConfiguration.resolve(options, environment: processEnvironment())
             },
-            apply: { configuration in
+            apply: { configuration, outcome in
                 var live = server.configuration
                 live.take(configuration)
+                live.info.configGeneration = outcome.generation
+                live.info.lastReload = outcome.name
                 let ended = server.reconfigure(live)
                 if ended > 0 { logger.info("gateway auth changed: \(ended) connection(s) told to reconnect (4001)") }
             })

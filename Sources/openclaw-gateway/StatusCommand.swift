@@ -50,6 +50,10 @@ struct StatusCommand: ParsableCommand {
             let httpStatus: Int
             let ok: Bool?
             let status: String?
+            /// The gateway's configuration in force, and how its last reload ended (from the
+            /// probe's headers; absent from something that is not a gateway).
+            var configGeneration: Int? = nil
+            var lastReload: String? = nil
         }
 
         let url: String
@@ -149,6 +153,9 @@ struct StatusCommand: ParsableCommand {
         }
         if let health = report.health {
             lines.append("  health: HTTP \(health.httpStatus)\(health.status.map { " \($0)" } ?? "")")
+            if let generation = health.configGeneration {
+                lines.append("  config: generation \(generation), last reload: \(health.lastReload ?? "none")")
+            }
         } else if report.state != "stopped" {
             lines.append("  health: no HTTP answer on /healthz")
         }
@@ -188,11 +195,19 @@ enum HealthProbe {
         let words = statusLine.split(separator: " ")
         guard words.count >= 2, words[0].hasPrefix("HTTP/"), let code = Int(words[1]) else { return nil }
         var body: Body?
+        var headers: [String: String] = [:]
         let separator: [UInt8] = [13, 10, 13, 10]
         if let end = (0..<max(0, response.count - 3)).first(where: { Array(response[$0..<$0 + 4]) == separator }) {
             body = try? JSONDecoder().decode(Body.self, from: Data(response[(end + 4)...]))
+            for line in String(decoding: response[..<end], as: UTF8.self).split(separator: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingPrefix(" ").description
+            }
         }
-        return StatusCommand.Report.Health(httpStatus: code, ok: body?.ok, status: body?.status)
+        return StatusCommand.Report.Health(
+            httpStatus: code, ok: body?.ok, status: body?.status,
+            configGeneration: headers["x-openclaw-config-generation"].flatMap { Int($0) },
+            lastReload: headers["x-openclaw-last-reload"])
     }
 
     private static func connect(_ fd: Int32, address: BindAddress, port: Int) -> Bool {
