@@ -248,3 +248,37 @@ def test_a_reload_asked_before_the_gateway_reads_signals_waits_instead_of_ending
     gw.wait_ready()
     gw.notify.wait_for("RELOADING=1")
     assert gw.proc.poll() is None and http_get(port, "/healthz")[0] == 200
+
+
+def test_the_log_level_follows_the_file_unless_a_flag_or_the_environment_sets_it(gateways, home):
+    port = free_port()
+    write_config(home, json.dumps({"gateway": {"port": port, "reload": {"mode": "off"}}, "logging": {"level": "warn"}}))
+    gw = gateways([])
+    gw.wait_ready()
+    assert not any("listening on" in line for line in gw.lines)  # info, below warn
+    write_config(home, json.dumps({"gateway": {"port": port, "reload": {"mode": "off"}}, "logging": {"level": "info"}}))
+    _, ready = sighup(gw)
+    assert "applied logging.level" in status_of(ready)
+    sighup(gw)  # an info line now shows
+    gw.wait_for_log(r"config reload \(SIGHUP\): no change, generation 2")
+    write_config(home, json.dumps({"gateway": {"port": port, "reload": {"mode": "off"}}, "logging": {"level": "error"}}))
+    sighup(gw)  # said at info, the level before it applies
+    gw.wait_for_log(r"generation 3: applied logging.level")
+    _, ready = sighup(gw)
+    assert status_of(ready) == "config reload (SIGHUP): no change, generation 3"  # in STATUS=, and not in the log:
+    assert not any("no change, generation 3" in line for line in gw.lines)
+
+    # OPENCLAW_LOG_LEVEL wins over the file
+    other = free_port()
+    write_config(home, json.dumps({"gateway": {"port": other}, "logging": {"level": "error"}}))
+    gw2 = gateways([], env={"OPENCLAW_LOG_LEVEL": "info"})
+    gw2.wait_ready()
+    gw2.wait_for_log(r"listening on ")
+
+
+def test_an_unknown_log_level_in_the_file_is_exit_78(gateways, home):
+    path = write_config(home, json.dumps({"logging": {"level": "loud"}}))
+    gw = gateways(["--port", str(free_port())], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: logging.level \"loud\" is not one of "
+                        "trace, debug, info, notice, warn, warning, error, fatal, critical, silent"]

@@ -47,11 +47,17 @@ struct ConfigFile: Decodable, Equatable {
         var reload: Reload?
     }
 
+    /// Upstream's top-level logging section; the gateway reads its level.
+    struct Logging: Decodable, Equatable {
+        var level: String?
+    }
+
     var gateway: Gateway?
+    var logging: Logging?
     /// The file's bytes as read (for `config.get`'s raw text and hash).
     var contents: [UInt8] = []
 
-    enum CodingKeys: String, CodingKey { case gateway }
+    enum CodingKeys: String, CodingKey { case gateway, logging }
 
     /// The parsed file; nil when it does not exist. Any other problem is a config error (exit 78)
     /// that names the file and what is wrong in it.

@@ -90,6 +90,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var trustedProxies: [IPRange] = []
     /// `gateway.reload`: how a changed file is taken up.
     public var reload = ReloadSettings()
+    /// The file's `logging.level`, as a swift-log level name (trace, debug, info, notice, warning,
+    /// error, critical); nil when unset. `--log-level` and OPENCLAW_LOG_LEVEL come before it.
+    public var fileLogLevel: String?
 
     public var lockRequest: GatewayLock.Request {
         GatewayLock.Request(address: bindAddress, port: port)
@@ -174,6 +177,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
 
         let reload = try ReloadSettings(file?.gateway?.reload, configFile: configFile)
+        let fileLogLevel = try file?.logging?.level.map { (text) throws(ConfigurationError) in
+            guard let level = logLevelName(text) else {
+                throw .config(
+                    "invalid config \(configFile): logging.level \"\(text)\" is not one of "
+                        + "trace, debug, info, notice, warn, warning, error, fatal, critical, silent")
+            }
+            return level
+        }
         let auth = try Auth.resolve(
             file?.gateway?.auth, flagToken: options.token, environment: environment, configFile: configFile)
         if !bindAddress.isLoopback && auth == .none {
@@ -194,7 +205,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             allowedOrigins: allowedOrigins,
             rateLimit: rateLimit,
             trustedProxies: trustedProxies,
-            reload: reload
+            reload: reload,
+            fileLogLevel: fileLogLevel
         )
     }
 
@@ -416,6 +428,7 @@ extension GatewayConfiguration {
         if rateLimit != new.rateLimit { changes.live.append("gateway.auth.rateLimit") }
         if trustedProxies != new.trustedProxies { changes.live.append("gateway.trustedProxies") }
         if reload != new.reload { changes.live.append("gateway.reload") }
+        if fileLogLevel != new.fileLogLevel { changes.live.append("logging.level") }
         return changes
     }
 
@@ -426,5 +439,15 @@ extension GatewayConfiguration {
         taken.portOrigin = portOrigin
         taken.bindAddress = bindAddress
         return taken
+    }
+}
+
+/// A log level as upstream's `logging.level` or swift-log names it, as swift-log's name.
+func logLevelName(_ text: String) -> String? {
+    switch text.lowercased() {
+    case "trace", "debug", "info", "notice", "warning", "error", "critical": text.lowercased()
+    case "warn": "warning"
+    case "fatal", "silent": "critical"  // swift-log has nothing quieter than critical
+    default: nil
     }
 }

@@ -60,7 +60,7 @@ struct RunCommand: ParsableCommand {
     var token: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "trace, debug, info, notice, warning, error or critical (also OPENCLAW_LOG_LEVEL). Default: info.",
+        "trace, debug, info, notice, warning, error or critical (also OPENCLAW_LOG_LEVEL, then config logging.level). Default: info.",
         valueName: "level"))
     var logLevel: String?
 

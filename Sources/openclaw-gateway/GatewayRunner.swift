@@ -84,6 +84,7 @@ enum GatewayRunner {
                 return .failure(StartFailure(status: GatewayLockError.exitStatus))
             }
         }
+        GatewayLogHandler.setLevel(logLevel(flag: command.logLevel, configuration: configuration))
         if configuration.configFileLoaded {
             logger.debug("read config \(configuration.configFile)")
         }
@@ -105,7 +106,9 @@ enum GatewayRunner {
         server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
         server.maxHeaderBytes = command.maxHeaderBytes
         return .success(
-            PreparedGateway(acquired: acquired, configuration: configuration, options: command.options, server: server, logger: logger))
+            PreparedGateway(
+                acquired: acquired, configuration: configuration, options: command.options, logLevelFlag: command.logLevel,
+                server: server, logger: logger))
     }
 
     /// The lock, with `--force` when asked. On a conflict, the contract's error line and then the
@@ -150,6 +153,14 @@ enum GatewayRunner {
     }
 
     /// Logging, once: the level from --log-level, else OPENCLAW_LOG_LEVEL, else info.
+    /// `--log-level` > OPENCLAW_LOG_LEVEL > the file's `logging.level` > info; at start and at
+    /// each reload.
+    static func logLevel(flag: String?, configuration: GatewayConfiguration) -> Logger.Level {
+        flag.flatMap(Logger.Level.init(rawValue:))
+            ?? getenv("OPENCLAW_LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) }
+            ?? configuration.fileLogLevel.flatMap(Logger.Level.init(rawValue:)) ?? .info
+    }
+
     private static func bootstrapLogging(flag: String?, environment: [String: String]) {
         let level = flag.flatMap(Logger.Level.init(rawValue:))
             ?? environment["OPENCLAW_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -173,6 +184,7 @@ struct PreparedGateway: Sendable {
     let configuration: GatewayConfiguration
     /// The command line's part of the configuration, resolved again at each reload.
     let options: CommandLineOptions
+    let logLevelFlag: String?
     let server: ServerConfiguration
     let logger: Logger
 
@@ -219,12 +231,15 @@ struct ServingGateway: Sendable {
         }
         let server = self.server
         let options = prepared.options
+        let logLevelFlag = prepared.logLevelFlag
         let reloader = ConfigurationReloader(
             current: prepared.configuration, notifier: notifier, logger: logger,
             resolve: { () throws(ConfigurationError) in
                 try GatewayConfiguration.resolve(options, environment: processEnvironment())
             },
             apply: { configuration, outcome in
+                GatewayLogHandler.setLevel(
+                    GatewayRunner.logLevel(flag: logLevelFlag, configuration: configuration))
                 var live = server.configuration
                 live.take(configuration)
                 live.info.configGeneration = outcome.generation

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import SystemdNotify
 
 #if canImport(Glibc)
@@ -15,8 +16,20 @@ struct GatewayLogHandler: LogHandler {
     }
 
     let format: Format
-    var logLevel: Logger.Level
+    /// One level for every logger of the process, so that a reload can change it
+    /// (``setLevel(_:)``).
+    var logLevel: Logger.Level {
+        get { Self.levels[Self.shared.load(ordering: .relaxed)] }
+        set { Self.setLevel(newValue) }
+    }
     var metadata: Logger.Metadata = [:]
+
+    private static let levels = Logger.Level.allCases
+    private static let shared = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
+
+    static func setLevel(_ level: Logger.Level) {
+        shared.store(levels.firstIndex(of: level)!, ordering: .relaxed)
+    }
 
     /// Main thread only, before any other thread exists (as everything in `prepare`).
     nonisolated(unsafe) private static var bootstrapped = false
@@ -26,7 +39,8 @@ struct GatewayLogHandler: LogHandler {
         guard !bootstrapped else { return }
         bootstrapped = true
         let format: Format = isJournal(environment["JOURNAL_STREAM"]) ? .journal : .terminal
-        LoggingSystem.bootstrap { _ in GatewayLogHandler(format: format, logLevel: level) }
+        setLevel(level)
+        LoggingSystem.bootstrap { _ in GatewayLogHandler(format: format) }
     }
 
     /// JOURNAL_STREAM is "DEVICE:INODE" of the journal's stream; it counts only when stderr still

@@ -222,7 +222,10 @@ s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://ui.example\r\nU
 assert b" 101 " in s.recv(4096).split(b"\r\n")[0]
 '
 rm -f "$config"
-systemctl reload openclaw-gateway.service
+systemctl reload openclaw-gateway.service; reload_rc=$?
+reload_status=$(prop openclaw-gateway.service StatusText)  # read at once: the job ended when the gateway answered
+check "11.3 systemctl reload returns once the new config is in force (rc $reload_rc, $reload_status)" bash -c \
+  "test $reload_rc = 0 && grep -qx 'config reload (SIGHUP): generation [0-9]*: applied gateway.controlUi.allowedOrigins, gateway.reload' <<<'$reload_status'"
 
 # 6. SIGKILL: the next connection starts it again; nothing left behind
 systemctl kill -s KILL openclaw-gateway.service
