@@ -46,6 +46,10 @@ public struct ControlPlaneConfiguration: Sendable {
         self.secret = secret
     }
 
+    /// Every limit at its default: the one place the numbers are written (`run`'s flags and
+    /// their help read them from here).
+    public static let defaults = ControlPlaneConfiguration(serverVersion: "", secret: .none)
+
     /// With a token, or no auth when it is nil.
     public init(serverVersion: String, token: String?) {
         self.init(serverVersion: serverVersion, secret: token.map(SharedSecret.token) ?? .none)

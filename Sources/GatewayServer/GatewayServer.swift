@@ -22,11 +22,16 @@ public struct ServerConfiguration: Sendable {
     /// listen() backlog applied after adoption (NIO lowers adopted sockets to 128).
     public var backlog: Int32 = 4096
     /// Open connections at most; beyond, HTTP 503.
-    public var maxConnections: Int = 1024
+    public var maxConnections: Int = Self.defaultMaxConnections
     /// A request's headers must arrive within this time (slow clients cannot pin connections).
-    public var headerReadTimeout: TimeAmount = .seconds(10)
+    public var headerReadTimeout: TimeAmount = .milliseconds(Int64(Self.defaultHeaderReadTimeoutMs))
     /// All header lines of a request together, bytes; larger requests get 400 and are closed.
-    public var maxHeaderBytes: Int = 16 * 1024
+    public var maxHeaderBytes: Int = Self.defaultMaxHeaderBytes
+
+    /// The defaults of the limits `run` has flags for (the flags and their help read them).
+    public static let defaultMaxConnections = 1024
+    public static let defaultHeaderReadTimeoutMs = 10_000
+    public static let defaultMaxHeaderBytes = 16 * 1024
     /// How long a client has to answer our close frame before the connection is dropped.
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
     /// Failed tokens before a client must wait (upstream's gateway.auth.rateLimit).

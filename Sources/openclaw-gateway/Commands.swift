@@ -2,6 +2,8 @@ import ArgumentParser
 import RestartHandover
 import GatewayConfig
 import GatewayLock
+import GatewayProtocol
+import GatewayServer
 import Logging
 
 #if canImport(Glibc)
@@ -116,21 +118,21 @@ enum GatewayVersion {
     static let current = "0.1.0"
 }
 
-/// What `run` takes from its command line; the defaults live here, and RunCommand's options and
-/// their help text read them.
+/// What `run` takes from its command line. Its defaults are the server's and the control plane's
+/// own (written once, there); RunCommand's options and their help text read them from here.
 struct RunSettings: Equatable {
     static let defaults = RunSettings()
 
     var options = CommandLineOptions()
     var logLevel: String? = nil
     var force = false
-    var maxConnections = 1024
-    var maxPayload = 1 << 20
-    var maxBufferedBytes = 4 << 20
-    var handshakeTimeoutMs = 10_000
-    var tickIntervalMs = 15_000
-    var headerTimeoutMs = 10_000
-    var maxHeaderBytes = 16 * 1024
+    var maxConnections = ServerConfiguration.defaultMaxConnections
+    var maxPayload = ControlPlaneConfiguration.defaults.maxPayload
+    var maxBufferedBytes = ControlPlaneConfiguration.defaults.maxBufferedBytes
+    var handshakeTimeoutMs = ControlPlaneConfiguration.defaults.handshakeTimeoutMs
+    var tickIntervalMs = ControlPlaneConfiguration.defaults.tickIntervalMs
+    var headerTimeoutMs = ServerConfiguration.defaultHeaderReadTimeoutMs
+    var maxHeaderBytes = ServerConfiguration.defaultMaxHeaderBytes
 }
 
 enum GatewayCommandLine {
