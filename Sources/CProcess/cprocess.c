@@ -27,23 +27,32 @@ int openclaw_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* A NETLINK_SOCK_DIAG request for the TCP sockets of `family` in `states` (a bit per TCP state). */
+struct openclaw_tcp_diag_request {
+    struct nlmsghdr header;
+    struct inet_diag_req_v2 request;
+};
+
+static struct openclaw_tcp_diag_request openclaw_tcp_diag(int family, unsigned short flags, unsigned int states) {
+    struct openclaw_tcp_diag_request message;
+    memset(&message, 0, sizeof(message));
+    message.header.nlmsg_len = sizeof(message);
+    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    message.header.nlmsg_flags = flags;
+    message.request.sdiag_family = (unsigned char)family;
+    message.request.sdiag_protocol = IPPROTO_TCP;
+    message.request.idiag_states = states;
+    return message;
+}
+
 int openclaw_tcp_listeners(int port, unsigned long long *inodes, unsigned int *uids, int max) {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0) return -errno;
     int count = 0;
     const int families[2] = {AF_INET, AF_INET6};
     for (int f = 0; f < 2; f++) {
-        struct {
-            struct nlmsghdr header;
-            struct inet_diag_req_v2 request;
-        } message;
-        memset(&message, 0, sizeof(message));
-        message.header.nlmsg_len = sizeof(message);
-        message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        message.request.sdiag_family = families[f];
-        message.request.sdiag_protocol = IPPROTO_TCP;
-        message.request.idiag_states = 1 << 10; /* TCP_LISTEN */
+        struct openclaw_tcp_diag_request message =
+            openclaw_tcp_diag(families[f], NLM_F_REQUEST | NLM_F_DUMP, 1 << 10 /* TCP_LISTEN */);
         if (send(fd, &message, sizeof(message), 0) < 0) {
             int e = errno;
             close(fd);
@@ -183,17 +192,8 @@ int openclaw_tcp_socket_uid(int family, const void *source, int source_port, con
     if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0) return -errno;
-    struct {
-        struct nlmsghdr header;
-        struct inet_diag_req_v2 request;
-    } message;
-    memset(&message, 0, sizeof(message));
-    message.header.nlmsg_len = sizeof(message);
-    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    message.header.nlmsg_flags = NLM_F_REQUEST; /* one socket, found by its four-tuple: no dump */
-    message.request.sdiag_family = (unsigned char)family;
-    message.request.sdiag_protocol = IPPROTO_TCP;
-    message.request.idiag_states = ~0U;
+    /* one socket, found by its four-tuple: no dump */
+    struct openclaw_tcp_diag_request message = openclaw_tcp_diag(family, NLM_F_REQUEST, ~0U);
     size_t length = family == AF_INET ? 4 : 16;
     memcpy(message.request.id.idiag_src, source, length);
     memcpy(message.request.id.idiag_dst, destination, length);
