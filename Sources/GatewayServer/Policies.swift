@@ -96,8 +96,7 @@ struct HostPolicy: Sendable {
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {
-        guard let ip = address.ipAddress else { return false }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
+        address.ipAddress.flatMap(IPRange.bytes).map(IPRange.isLoopback) ?? false
     }
 }
 
@@ -138,11 +137,11 @@ public struct AuthRateLimit: Sendable, Equatable {
             let named = client.forwarding.client(trusting: trustedProxies)
         {
             if let origin { return "origin \(origin) proxied \(named)" }
-            if exemptLoopback, let bytes = IPRange.bytes(named), Self.isLoopback(bytes) { return nil }
+            if exemptLoopback, let bytes = IPRange.bytes(named), IPRange.isLoopback(bytes) { return nil }
             return "proxied \(named)"
         }
         let address = peerIP.map(IPRange.text) ?? "?"
-        guard let peerIP, Self.isLoopback(peerIP) else {
+        guard let peerIP, IPRange.isLoopback(peerIP) else {
             return origin.map { "origin \($0) from \(address)" } ?? "address \(address)"
         }
         if origin == nil && !client.forwarding.present && exemptLoopback { return nil }
@@ -152,21 +151,17 @@ public struct AuthRateLimit: Sendable, Equatable {
         if client.forwarding.present { return "loopback \(user) untrusted forwarding headers" }
         return "loopback \(user)"
     }
-
-    static func isLoopback(_ bytes: [UInt8]) -> Bool {
-        bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
-    }
 }
 
 /// What the limiter knows of a client: its socket's peer, the Origin and forwarding headers of
 /// its upgrade request (none for a session carried across a restart), and how to ask who owns
 /// its socket.
 struct LimiterClient {
-    var peer: SocketAddress?
-    var origin: String?
-    var forwarding = ForwardingHeaders()
+    let peer: SocketAddress?
+    let origin: String?
+    let forwarding: ForwardingHeaders
     /// The uid owning the client's end of the connection (loopback only); nil when unknown.
-    var owner: () -> UInt32? = { nil }
+    let owner: () -> UInt32?
 
     init(peer: SocketAddress?, origin: String? = nil, forwarding: ForwardingHeaders = ForwardingHeaders(), owner: @escaping () -> UInt32? = { nil }) {
         self.peer = peer

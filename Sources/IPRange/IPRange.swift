@@ -61,6 +61,12 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         return bytes
     }
 
+    /// Whether address bytes (as `bytes(_:)` gives them) are a loopback address: 127.0.0.0/8
+    /// (also IPv4-mapped) or ::1.
+    public static func isLoopback(_ bytes: [UInt8]) -> Bool {
+        bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
     /// The canonical text of address bytes (as `bytes(_:)` gives them).
     public static func text(_ bytes: [UInt8]) -> String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
