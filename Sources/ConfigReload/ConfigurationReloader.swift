@@ -40,8 +40,6 @@ public actor ConfigurationReloader {
     public private(set) var current: GatewayConfiguration
     /// 1 at start; each reload that changed something adds one.
     public private(set) var generation = 1
-    /// The last reload's one-line result; nil before the first.
-    public private(set) var lastResult: String?
 
     private let resolve: @Sendable () throws(ConfigurationError) -> GatewayConfiguration
     private let apply: @Sendable (GatewayConfiguration, Outcome) -> Void
@@ -92,7 +90,6 @@ public actor ConfigurationReloader {
             line = "config reload skipped (invalid config), still serving generation \(generation): \(error.message)"
             logger.warning("\(line)")
         }
-        lastResult = line
         apply(current, outcome)
         notifier.ready(status: line)
         return outcome
