@@ -300,3 +300,122 @@ int openclaw_wait_signal_from(int signal, int pid, int timeout_ms, int *value) {
         }
     }
 }
+
+/* ---- fds through a unix socket (SCM_RIGHTS), for the restart carrier */
+
+long openclaw_send_with_fds(int socket, const void *bytes, unsigned long length, const int *fds, int n_fds) {
+    if (n_fds < 0 || n_fds > OPENCLAW_MAX_FDS_PER_MESSAGE) return -EINVAL;
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * OPENCLAW_MAX_FDS_PER_MESSAGE)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = length};
+    struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n_fds > 0) {
+        message.msg_control = control.buffer;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * n_fds);
+    }
+    ssize_t sent;
+    do {
+        sent = sendmsg(socket, &message, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent < 0 ? -errno : (long)sent;
+}
+
+long openclaw_receive_with_fds(int socket, void *bytes, unsigned long capacity, int *fds, int *n_fds) {
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * OPENCLAW_MAX_FDS_PER_MESSAGE)];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = bytes, .iov_len = capacity};
+    struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                             .msg_controllen = sizeof(control.buffer)};
+    *n_fds = 0;
+    ssize_t received;
+    do {
+        received = recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (received < 0 && errno == EINTR);
+    if (received < 0) return -errno;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int room = OPENCLAW_MAX_FDS_PER_MESSAGE - *n_fds;
+        int *incoming = (int *)CMSG_DATA(header);
+        for (int i = 0; i < count; i++) {
+            if (i < room) fds[(*n_fds)++] = incoming[i]; else close(incoming[i]);
+        }
+    }
+    if (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        for (int i = 0; i < *n_fds; i++) close(fds[i]);
+        *n_fds = 0;
+        return -EMSGSIZE;
+    }
+    return (long)received;
+}
+
+/* ---- asking another binary a question (the next gateway, before handing it the sessions) */
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+int openclaw_run_for_output(const char *path, const char *argument, char *output, int capacity, int timeout_ms) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return -errno;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &none);      /* the child starts unblocked */
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *const argv[] = {(char *)path, (char *)argument, NULL};
+    char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    pid_t child;
+    int rc = posix_spawn(&child, path, &actions, &attributes, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    close(out[1]);
+    if (rc != 0) {
+        close(out[0]);
+        return -rc;
+    }
+    int length = 0, timed_out = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= timeout_ms) { timed_out = 1; break; }
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        int ready = poll(&p, 1, (int)(timeout_ms - elapsed));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) { timed_out = ready == 0; break; }
+        char buffer[256];
+        ssize_t n = read(out[0], buffer, sizeof(buffer));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break; /* EOF: the child closed its stdout */
+        int room = capacity - 1 - length;
+        int take = n < room ? (int)n : room;
+        if (take > 0) { memcpy(output + length, buffer, (size_t)take); length += take; }
+    }
+    close(out[0]);
+    if (capacity > 0) output[length] = 0;
+    if (timed_out) kill(child, SIGKILL);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    if (timed_out) return -ETIMEDOUT;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

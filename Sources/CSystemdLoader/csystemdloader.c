@@ -18,6 +18,7 @@ static struct {
     int (*notify)(int, const char *);
     int (*pid_notify_with_fds)(pid_t, int, const char *, const int *, unsigned);
     int (*watchdog_enabled)(int, uint64_t *);
+    int (*notify_barrier)(int, uint64_t);
     int (*bus_open)(sd_bus **);
     int (*bus_set_method_call_timeout)(sd_bus *, uint64_t);
     int (*bus_call_method)(sd_bus *, const char *, const char *, const char *, const char *, sd_bus_error *,
@@ -62,6 +63,7 @@ static void load(void) {
     BIND(notify, "sd_notify");
     BIND(pid_notify_with_fds, "sd_pid_notify_with_fds");
     BIND(watchdog_enabled, "sd_watchdog_enabled");
+    BIND(notify_barrier, "sd_notify_barrier");
     BIND(bus_open, "sd_bus_open");
     BIND(bus_set_method_call_timeout, "sd_bus_set_method_call_timeout");
     BIND(bus_call_method, "sd_bus_call_method");
@@ -106,6 +108,11 @@ int openclaw_sd_notify(int unset_environment, const char *state) {
 int openclaw_sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds, unsigned n_fds) {
     if (!getenv("NOTIFY_SOCKET")) return 0;
     return ready() ? sd.pid_notify_with_fds(pid, unset_environment, state, fds, n_fds) : -ENOSYS;
+}
+
+int openclaw_sd_notify_barrier(uint64_t timeout_usec) {
+    if (!getenv("NOTIFY_SOCKET")) return 0;
+    return ready() ? sd.notify_barrier(0, timeout_usec) : -ENOSYS;
 }
 
 int openclaw_sd_watchdog_enabled(int unset_environment, uint64_t *usec) {

@@ -50,4 +50,22 @@ int openclaw_wait_signal_from(int signal, int pid, int timeout_ms, int *value);
 /// only under _GNU_SOURCE, which Swift's Glibc module does not set.
 int openclaw_memfd_create(const char *name);
 
+/// The most fds one SCM_RIGHTS message may carry (the kernel's SCM_MAX_FD).
+#define OPENCLAW_MAX_FDS_PER_MESSAGE 253
+
+/// sendmsg(2) of `length` bytes with `n_fds` fds (at most OPENCLAW_MAX_FDS_PER_MESSAGE) as
+/// SCM_RIGHTS: the bytes sent, or -errno.
+long openclaw_send_with_fds(int socket, const void *bytes, unsigned long length, const int *fds, int n_fds);
+
+/// recvmsg(2) of one message (MSG_DONTWAIT, MSG_CMSG_CLOEXEC) into `bytes`, its fds into `fds`
+/// (room for OPENCLAW_MAX_FDS_PER_MESSAGE): the byte count (0 at the end of the stream) with
+/// *n_fds set, or -errno. A message whose bytes or fds did not fit gives -EMSGSIZE, its fds
+/// closed.
+long openclaw_receive_with_fds(int socket, void *bytes, unsigned long capacity, int *fds, int *n_fds);
+
+/// Runs `path` with the one argument `argument` and only PATH in its environment, its stdin and
+/// stderr /dev/null: its exit status with up to `capacity`-1 bytes of its stdout in `output`
+/// (NUL-terminated), or -errno (-ETIMEDOUT after `timeout_ms`, the child killed).
+int openclaw_run_for_output(const char *path, const char *argument, char *output, int capacity, int timeout_ms);
+
 #endif

@@ -17,6 +17,8 @@ int openclaw_sd_is_socket(int fd, int family, int type, int listening);
 int openclaw_sd_is_socket_inet(int fd, int family, int type, int listening, uint16_t port);
 int openclaw_sd_notify(int unset_environment, const char *state);
 int openclaw_sd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds, unsigned n_fds);
+/// sd_notify_barrier(3): returns once the service manager has processed every message sent before.
+int openclaw_sd_notify_barrier(uint64_t timeout_usec);
 int openclaw_sd_watchdog_enabled(int unset_environment, uint64_t *usec);
 
 /// sd_journal_sendv(3) with `n` (at most 32) "FIELD=value" strings: one journal entry with those
