@@ -47,9 +47,9 @@ public enum GatewayLock {
         public let listeners: [Listener]
         /// Passed fds that were not selected (other names) and were closed.
         public let closedFDs: [Int32]
-        /// Fds the service manager kept for this service (its fd store, see ``isStoreName(_:)``),
+        /// Passed fds the caller asked to have set aside (``acquire(_:activation:setAside:logger:)``),
         /// handed on unjudged and open: whoever takes them closes what it does not use.
-        public var stored: [SystemdActivation.PassedSocket] = []
+        public var setAside: [SystemdActivation.PassedSocket] = []
 
         public var urls: [String] { listeners.map(\.url) }
     }
@@ -57,28 +57,19 @@ public enum GatewayLock {
     /// The name the socket unit gives the gateway's listeners (FileDescriptorName=gateway).
     public static let socketName = "gateway"
 
-    /// Names a previous gateway gave the fds it left in systemd's fd store (FDSTORE=1): `state` and
-    /// `conn-<id>`. Those come back in LISTEN_FDS beside the listeners, in no fixed order; the lock
-    /// does not judge them (they are connected sockets and a memfd, not listeners).
-    public static func isStoreName(_ name: String) -> Bool {
-        name == storedStateName || name.hasPrefix(storedConnectionPrefix)
-    }
-
-    /// The stored fd that holds the connections' state.
-    public static let storedStateName = "state"
-    /// Each stored connection is named this prefix and its connId.
-    public static let storedConnectionPrefix = "conn-"
-
     /// Gets the listeners: systemd's when they are passed to this process, else a bind of
-    /// `request` (plus [::1] best-effort when the address is 127.0.0.1).
+    /// `request` (plus [::1] best-effort when the address is 127.0.0.1). Passed fds whose name
+    /// `setAside` accepts are not listeners (what the service left in its fd store, say): they are
+    /// neither judged nor closed, but returned in ``Acquired/setAside``.
     public static func acquire(
         _ request: Request,
         activation: SystemdActivation,
+        setAside: (String) -> Bool = { _ in false },
         logger: Logger
     ) throws(GatewayLockError) -> Acquired {
         switch activation {
         case .passed(let sockets):
-            return try adopt(sockets, request: request)
+            return try adopt(sockets, request: request, setAside: setAside)
         case .invalid(let reason):
             throw .bindFailed(on: request.url, reason: reason)
         case .notForUs(let detail):
@@ -89,17 +80,19 @@ public enum GatewayLock {
 
     /// Selects the passed sockets named `gateway` (all of them when none carries that name) and
     /// checks each one; any that cannot serve fails the whole start, and nothing is bound instead.
-    static func adopt(_ passed: [SystemdActivation.PassedSocket], request: Request) throws(GatewayLockError) -> Acquired {
-        let stored = passed.filter { isStoreName($0.name) }
-        let sockets = passed.filter { !isStoreName($0.name) }
+    static func adopt(
+        _ passed: [SystemdActivation.PassedSocket], request: Request, setAside: (String) -> Bool = { _ in false }
+    ) throws(GatewayLockError) -> Acquired {
+        let stored = passed.filter { setAside($0.name) }
+        let sockets = passed.filter { !setAside($0.name) }
         let named = sockets.filter { $0.name == socketName }
         let selected = named.isEmpty ? sockets : named
         let unselected = sockets.filter { socket in !selected.contains(socket) }
-        // On failure the stored fds stay open: the caller has them (in the activation) and closes
+        // On failure the fds set aside stay open: the caller has them (in the activation) and closes
         // them the way it sees fit (cleanly, for sessions a restart handed over).
         guard !selected.isEmpty else {
             let names = stored.prefix(3).map(\.name) + (stored.count > 3 ? ["…"] : [])
-            throw .bindFailed(on: request.url, reason: "systemd passed no listening socket, only \(stored.count) stored fd(s): \(names.joined(separator: ", "))")
+            throw .bindFailed(on: request.url, reason: "systemd passed no listening socket, only \(stored.count) other fd(s): \(names.joined(separator: ", "))")
         }
 
         var listeners: [Listener] = []
@@ -116,7 +109,7 @@ public enum GatewayLock {
         for socket in unselected { close(socket.fd) }
         for socket in stored { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
         var acquired = Acquired(source: .systemd, listeners: listeners, closedFDs: unselected.map(\.fd))
-        acquired.stored = stored
+        acquired.setAside = stored
         return acquired
     }
 

@@ -1,5 +1,4 @@
 import GatewayProtocol
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -36,15 +35,14 @@ public struct ConnectionState: Sendable, Equatable {
 }
 
 extension GatewayServer {
-    /// Takes up to `limit` open WebSocket sessions out of this process for a restart: each stops
+    /// Takes the open WebSocket sessions out of this process for a restart: each stops
     /// reading, sends what it already queued (at most `flushTimeout`), and leaves as a duplicate of
     /// its socket plus its state. Its NIO channel is closed with close(2) only — never shutdown(2) —
     /// so the client sees nothing. Connections that cannot go (HTTP, closing, not draining) stay,
     /// for ``closeConnections(gracePeriod:)``.
-    public func handOver(limit: Int, flushTimeout: TimeAmount) async -> [HandedOverConnection] {
+    public func handOver(flushTimeout: TimeAmount) async -> [HandedOverConnection] {
         // Every connection is frozen on its own loop, all at once (one hop each, in parallel, not
         // one after another: the clients wait for the slowest step times the count otherwise).
-        let taken = NIOLockedValueBox(0)
         let freezing = connections.all.map { channel in
             channel.eventLoop.submit { () -> (Channel, ConnectionState, EventLoopFuture<Void>)? in
                 let pipeline = channel.pipeline.syncOperations
@@ -53,16 +51,8 @@ extension GatewayServer {
                     let splitter = try? pipeline.handler(type: FrameSplitter.self),
                     let context = try? pipeline.context(handler: handler),
                     let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self),
-                    taken.withLockedValue({ count in
-                        guard count < limit else { return false }
-                        count += 1
-                        return true
-                    })
+                    let snapshot = handler.freeze(context: context)
                 else { return nil }
-                guard let snapshot = handler.freeze(context: context) else {
-                    taken.withLockedValue { $0 -= 1 }
-                    return nil
-                }
                 // In the same event loop turn as freeze: nothing is read and then dropped.
                 try? channel.syncOptions?.setOption(.autoRead, value: false)
                 // An empty write below the frame encoder completes once every frame queued before
@@ -113,10 +103,17 @@ extension GatewayServer {
         return handed
     }
 
+    /// A handed-over connection adopted by this process but not reading yet (see ``restore(_:)``).
+    public struct Restored: Sendable {
+        let channel: Channel
+        let undecoded: [UInt8]
+    }
+
     /// Carries on a connection an earlier process handed over: adopts the socket with a WebSocket
-    /// pipeline (no HTTP upgrade), feeds it the undecoded bytes, then starts reading. Takes
-    /// ownership of the fd when it succeeds.
-    public func restore(_ connection: HandedOverConnection) async throws {
+    /// pipeline (no HTTP upgrade). It reads nothing until ``resume(_:)``, so that until then the
+    /// client's bytes stay in the socket for whoever holds another copy of it. Takes ownership of
+    /// the fd when it succeeds.
+    public func restore(_ connection: HandedOverConnection) async throws -> Restored {
         let configuration = self.configuration
         let connections = self.connections
         let rateLimiter = self.rateLimiter
@@ -144,9 +141,16 @@ extension GatewayServer {
                 }
             }
         let channel = try await bootstrap.withConnectedSocket(connection.fd).get()
+        return Restored(channel: channel, undecoded: state.undecoded)
+    }
+
+    /// Starts a restored connection: feeds it the bytes its previous process had read but not
+    /// acted on, then reads from the socket.
+    public func resume(_ restored: Restored) async throws {
+        let channel = restored.channel
         try await channel.eventLoop.submit {
-            if !state.undecoded.isEmpty {
-                channel.pipeline.syncOperations.fireChannelRead(NIOAny(channel.allocator.buffer(bytes: state.undecoded)))
+            if !restored.undecoded.isEmpty {
+                channel.pipeline.syncOperations.fireChannelRead(NIOAny(channel.allocator.buffer(bytes: restored.undecoded)))
             }
             try channel.syncOptions?.setOption(.autoRead, value: true)
         }.get()

@@ -1,4 +1,5 @@
 import CProcess
+import Dispatch
 import CSystemdLoader
 import GatewayLock
 import GatewayProtocol
@@ -17,24 +18,45 @@ import Glibc
 #endif
 
 /// Zero-disconnect restarts under systemd: live WebSocket sessions cross a restart in the
-/// service's file descriptor store.
+/// service's file descriptor store, all of them in one entry, the ``Carrier``.
 ///
 /// At SIGTERM, ``decide(store:)`` asks systemd whether a restart is pending. Only then are the
-/// sessions handed over: each socket goes into the store as `conn-<connId>`, their state as one
-/// memfd named `state`. On a stop (or when systemd cannot be asked, or keeps no store) clients are
-/// closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:secret:logger:)``
-/// carries on what the store passed back (matched by name: the order is not stable), closes
-/// cleanly what it cannot carry on, and empties the store — before READY=1.
+/// sessions handed over: their sockets and their state go into the carrier, and the carrier into
+/// the store as `sessions`. On a stop (or when systemd cannot be asked, or keeps no store) clients
+/// are closed as always: `shutdown` event and 1012. At start, ``takeBack(_:server:store:secret:logger:)``
+/// carries on what the store passed back, closes cleanly what it cannot carry on, and empties the
+/// store — before READY=1. It also reads what 0.1.0 stored: one entry per session (`conn-<connId>`)
+/// and their state as a memfd (`state`).
 public enum RestartHandover {
     public enum Decision: Sendable, Equatable {
-        /// Hand over at most this many connections (the store keeps one more fd: the state).
-        case handOver(limit: Int)
+        /// Hand the connections over.
+        case handOver
         /// Close every client, with why (for the log).
         case closeClients(reason: String)
     }
 
-    /// The policy. Blocks up to about a second per bus call; call it off the event loops.
-    public static func decide(store: FileDescriptorStore) -> Decision {
+    /// Names of the fds a gateway leaves in systemd's fd store: the carrier, and what 0.1.0 left
+    /// (`state`, `conn-<id>`). They come back in LISTEN_FDS beside the listeners, in no fixed
+    /// order, for the lock to set aside (``GatewayLock/acquire(_:activation:setAside:logger:)``).
+    public static func isStoreName(_ name: String) -> Bool {
+        name == Carrier.storeName || Legacy.isStoreName(name)
+    }
+
+    /// The formats this binary reads, which `openclaw-gateway handover-formats` prints: a gateway
+    /// hands its sessions only to a binary that lists the carrier (a downgrade may not).
+    public static var formats: [String] { Successor.formats }
+
+    /// The policy: hand over only when systemd has a restart of this service pending, to a binary
+    /// that reads the carrier. Its D-Bus
+    /// calls block up to about a second each, so they run on a thread of their own, never on
+    /// Swift's cooperative pool.
+    public static func decide(store: FileDescriptorStore) async -> Decision {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: decideBlocking(store: store)) }
+        }
+    }
+
+    static func decideBlocking(store: FileDescriptorStore) -> Decision {
         guard store.isAvailable else {
             return .closeClients(reason: "not run by a service manager (no NOTIFY_SOCKET)")
         }
@@ -43,54 +65,76 @@ public enum RestartHandover {
         case .success(let answer): state = answer
         case .failure(let error): return .closeClients(reason: "cannot ask systemd whether this is a restart: \(error)")
         }
-        guard state.fdStoreMax > 1 else {
+        guard state.fdStoreMax > 0 else {
             return .closeClients(reason: "\(state.unit) keeps no fd store (FileDescriptorStoreMax=\(state.fdStoreMax))")
         }
         guard state.restartPending else {
             return .closeClients(reason: "\(state.unit) is stopping, not restarting (job: \(state.jobType ?? "none"))")
         }
-        return .handOver(limit: state.fdStoreMax - 1)
+        if let refusal = Successor.refusal() { return .closeClients(reason: refusal) }
+        return .handOver
     }
 
-    /// Puts handed-over connections and their state into the store; closes (cleanly) each one
-    /// that cannot go there. Returns how many were stored. Our copies are closed either way.
+    /// Sends the handed-over connections and their state through a new carrier and puts the
+    /// carrier into the store; closes (cleanly) each connection that cannot go. Returns how many
+    /// went. Our copies of the sockets are closed either way.
     @discardableResult
     public static func store(
         _ connections: [HandedOverConnection], in store: FileDescriptorStore, secret: SharedSecret, logger: Logger
     ) -> Int {
-        let started = ContinuousClock.now
-        defer {
-            if !connections.isEmpty { logger.debug("fd store: \(connections.count) connection(s) sent in \(milliseconds(since: started)) ms") }
-        }
-        var stored: [HandedOverConnection] = []
-        for connection in connections {
+        guard !connections.isEmpty else { return 0 }
+        let record = StateRecord(
+            pid: Int(getpid()), protocolVersion: GatewayProtocol.Protocol.version,
+            tokenDigest: Self.digest(secret), connections: connections.map(ConnectionRecord.init))
+        var sent = 0
+        do {
+            let (sending, stored) = try Carrier.makePair()
+            defer {
+                close(sending)
+                close(stored)
+            }
+            let stateFd = try StateFile.write(record)
+            defer { close(stateFd) }
+            try Carrier.send(.state(fd: stateFd), on: sending)
             do {
-                try store.store(connection.fd, name: storeName(connection.state.session.connId))
-                stored.append(connection)
+                for first in stride(from: 0, to: connections.count, by: Carrier.fdsPerMessage) {
+                    let batch = connections[first..<min(first + Carrier.fdsPerMessage, connections.count)]
+                    try Carrier.send(.sessions(first: first, fds: batch.map(\.fd)), on: sending)
+                    sent = batch.endIndex
+                }
             } catch {
-                logger.warning("\(error); closing that connection")
+                logger.warning("the carrier took \(sent) of \(connections.count) connection(s) (\(error)); closing the others")
+            }
+            do {
+                try store.store(stored, name: Carrier.storeName, poll: false)
+                try store.barrier()
+            } catch {
+                // Nothing is in the store: what is in the carrier dies with it. Close it all cleanly.
+                logger.warning("\(error); closing the connections instead")
+                sent = 0
+            }
+        } catch {
+            logger.warning("cannot hand the connections over (\(error)); closing them instead")
+            sent = 0
+        }
+        for (index, connection) in connections.enumerated() {
+            if index < sent {
+                close(connection.fd)  // the carrier in the store holds it now
+            } else {
                 GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway stopping")
             }
         }
-        guard !stored.isEmpty else { return 0 }
-        let record = StateRecord(
-            pid: Int(getpid()), protocolVersion: GatewayProtocol.Protocol.version,
-            tokenDigest: Self.digest(secret), connections: stored.map(ConnectionRecord.init))
-        do {
-            let fd = try StateFile.write(record)
-            defer { close(fd) }
-            try store.store(fd, name: stateName)
-        } catch {
-            // Without a state, the next process closes the stored connections cleanly.
-            logger.warning("cannot store the connections' state: \(error)")
-        }
-        for connection in stored { close(connection.fd) }
-        return stored.count
+        return sent
     }
 
     /// What the store passed back at start: carries on each session it can and closes the rest
     /// cleanly; then removes every one of them from the store, so that a client that leaves later
     /// really is disconnected. Returns how many sessions were carried on.
+    ///
+    /// Until the sessions are this process's own, they are in the store too: what the carrier
+    /// held is forwarded into a new carrier stored beside it, and no session reads before the
+    /// store is emptied. A process killed in between leaves both carriers, and the next start
+    /// carries the sessions on from them.
     @discardableResult
     public static func takeBack(
         _ passed: [SystemdActivation.PassedSocket], server: GatewayServer, store: FileDescriptorStore, secret: SharedSecret,
@@ -98,30 +142,16 @@ public enum RestartHandover {
     ) async -> Int {
         guard !passed.isEmpty else { return 0 }
         let started = ContinuousClock.now
-        var byName: [String: Int32] = [:]
-        var extra: [Int32] = []
-        for socket in passed {
-            if byName[socket.name] == nil { byName[socket.name] = socket.fd } else { extra.append(socket.fd) }
-        }
-        var record: StateRecord?
-        if let fd = byName.removeValue(forKey: stateName) {
-            do {
-                record = try StateFile.read(fd)
-            } catch {
-                logger.warning("the stored connection state cannot be read (\(error)); closing the stored connections")
-            }
-            close(fd)
-        } else {
-            logger.warning("\(byName.count) stored connection(s) came back without their state; closing them")
-        }
+        var stored = StoredSessions.collect(passed, keepingIn: store, logger: logger)
+        let sessionCount = stored.sockets.count + stored.unmatched.count
 
-        var carried = 0
+        var carried: [GatewayServer.Restored] = []
         var from = ""
-        if let record {
+        if let record = stored.record {
             from = " from pid \(record.pid)"
             var restorable: [HandedOverConnection] = []
             for entry in record.connections {
-                guard let fd = byName.removeValue(forKey: storeName(entry.connId)) else {
+                guard let fd = stored.sockets.removeValue(forKey: entry.connId) else {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
                     continue
                 }
@@ -138,30 +168,36 @@ public enum RestartHandover {
                 restorable.append(HandedOverConnection(fd: fd, state: entry.state))
             }
             // All at once: each adoption waits on an event loop, and the clients wait for all.
-            carried = await withTaskGroup(of: Bool.self) { group in
+            carried = await withTaskGroup(of: GatewayServer.Restored?.self) { group in
                 for connection in restorable {
                     group.addTask {
                         do {
-                            try await server.restore(connection)
-                            return true
+                            return try await server.restore(connection)
                         } catch {
                             logger.warning("connection \(connection.state.session.connId) cannot be carried on (\(error)); closing it")
                             GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway restarted")
-                            return false
+                            return nil
                         }
                     }
                 }
-                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                return await group.reduce(into: []) { if let restored = $1 { $0.append(restored) } }
             }
         }
-        for (name, fd) in byName { closeStoredFd(name: name, fd: fd, session: nil, reason: "gateway restarted") }
-        for fd in extra { close(fd) }
+        for fd in stored.sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
+        for fd in stored.unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
+        FaultInjection.killIfAsked(at: .takeBackAdopted)
 
-        for error in empty(store, of: passed) { logger.warning("\(error)") }
-        let closed = passed.filter { $0.name.hasPrefix(GatewayLock.storedConnectionPrefix) }.count - carried
+        // The sessions are ours: out of the store with them, then they may read.
+        for error in stored.release(from: store) { logger.warning("\(error)") }
+        await withTaskGroup(of: Void.self) { group in
+            for restored in carried {
+                group.addTask { try? await server.resume(restored) }
+            }
+        }
+        let closed = sessionCount - carried.count
         let closedText = closed > 0 ? "; closed \(closed)" : ""
-        logger.info("carried on \(carried) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")
-        return carried
+        logger.info("carried on \(carried.count) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")
+        return carried.count
     }
 
     /// When the gateway cannot start (a bad flag or config after an upgrade, a listener problem):
@@ -169,44 +205,24 @@ public enum RestartHandover {
     /// — instead of leaving systemd to drop them without a word, and empties the store.
     public static func closeStored(_ activation: SystemdActivation) {
         guard case .passed(let sockets) = activation else { return }
-        closeStored(sockets.filter { GatewayLock.isStoreName($0.name) })
+        closeStored(sockets.filter { isStoreName($0.name) })
     }
 
-    /// The same, for the stored fds the lock has already sorted out (``GatewayLock/Acquired/stored``).
+    /// The same, for the stored fds the lock has already set aside (``GatewayLock/Acquired/setAside``).
     public static func closeStored(_ passed: [SystemdActivation.PassedSocket]) {
         guard !passed.isEmpty else { return }
         let store = FileDescriptorStore()
+        var stored = StoredSessions.collect(passed, keepingIn: nil, logger: nil)
         let reason = "gateway failed to start"
-        var sessions: [String: ControlPlaneSession.Snapshot] = [:]
-        if let state = passed.first(where: { $0.name == stateName }), let record = try? StateFile.read(state.fd) {
-            for entry in record.connections { sessions[storeName(entry.connId)] = entry.state.session }
+        for entry in stored.record?.connections ?? [] {
+            if let fd = stored.sockets.removeValue(forKey: entry.connId) {
+                GatewayServer.closeHandedOver(fd: fd, session: entry.state.session, reason: reason)
+            }
         }
-        for socket in passed {
-            closeStoredFd(name: socket.name, fd: socket.fd, session: sessions[socket.name], reason: reason)
-        }
-        _ = empty(store, of: passed)
+        for fd in stored.sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
+        for fd in stored.unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
+        _ = stored.release(from: store)
     }
-
-    /// A stored fd this process will not use: a connection is closed the way a stop closes it,
-    /// anything else (the state) just closed.
-    private static func closeStoredFd(name: String, fd: Int32, session: ControlPlaneSession.Snapshot?, reason: String) {
-        if name.hasPrefix(GatewayLock.storedConnectionPrefix) {
-            GatewayServer.closeHandedOver(fd: fd, session: session, reason: reason)
-        } else {
-            close(fd)
-        }
-    }
-
-    /// Removes every name in `passed` from the store, so systemd closes its copies; returns what failed.
-    private static func empty(_ store: FileDescriptorStore, of passed: [SystemdActivation.PassedSocket]) -> [ServiceManagerError] {
-        var failures: [ServiceManagerError] = []
-        for name in Set(passed.map(\.name)) {
-            do { try store.remove(name: name) } catch { failures.append(error) }
-        }
-        return failures
-    }
-
-    static let stateName = GatewayLock.storedStateName
 
     /// Why a stored session must not carry on in this process, if it must not: it speaks another
     /// protocol, or it authenticated under a secret this process does not have (a token or
@@ -249,7 +265,6 @@ public enum RestartHandover {
         let elapsed = ContinuousClock.now - start
         return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
     }
-    static func storeName(_ connId: String) -> String { GatewayLock.storedConnectionPrefix + connId }
 }
 
 /// What the state memfd holds: JSON, versioned by `format`.

@@ -20,9 +20,21 @@ struct OpenclawGateway: ParsableCommand {
             listener could not be had (GatewayLockError) or the configuration is wrong.
             """,
         version: GatewayVersion.current,
-        subcommands: [RunCommand.self, StatusCommand.self, ReloadCommand.self],
+        subcommands: [RunCommand.self, StatusCommand.self, ReloadCommand.self, HandoverFormatsCommand.self],
         defaultSubcommand: RunCommand.self
     )
+}
+
+/// What a restart may hand this binary (one format per line): asked by a running gateway of the
+/// binary that replaced it, before it hands over its sessions. Not for people.
+struct HandoverFormatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handover-formats", abstract: "Print the restart handover formats this binary reads.",
+        shouldDisplay: false)
+
+    func run() {
+        print(RestartHandover.formats.joined(separator: "\n"))
+    }
 }
 
 struct RunCommand: ParsableCommand {
@@ -115,7 +127,7 @@ struct RunCommand: ParsableCommand {
 }
 
 enum GatewayVersion {
-    static let current = "0.1.0"
+    static let current = "0.2.0"
 }
 
 /// What `run` takes from its command line. Its defaults are the server's and the control plane's

@@ -46,7 +46,8 @@ enum GatewayRunner {
         guard let configuration = try? GatewayConfiguration.resolve(options, environment: environment) else { return nil }
         let logger = Logger(label: "openclaw-gateway")
         do {
-            let acquired = try GatewayLock.acquire(configuration.lockRequest, activation: activation, logger: logger)
+            let acquired = try GatewayLock.acquire(
+                configuration.lockRequest, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
             return EarlyLock(configuration: configuration, acquired: acquired)
         } catch where error.kind == .alreadyListening {
             reportConflict(error, port: configuration.port, forceRefused: false)
@@ -118,14 +119,14 @@ enum GatewayRunner {
     ) throws(GatewayLockError) -> GatewayLock.Acquired {
         let request = configuration.lockRequest
         do {
-            return try GatewayLock.acquire(request, activation: activation, logger: logger)
+            return try GatewayLock.acquire(request, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
         } catch where error.kind == .alreadyListening {
             var forceRefused = false
             if force {
                 switch ForcedTakeover.release(port: request.port, logger: logger) {
                 case .portReleased:
                     do {
-                        return try GatewayLock.acquire(request, activation: activation, logger: logger)
+                        return try GatewayLock.acquire(request, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
                     } catch {
                         printError(error.description)
                         throw error
@@ -323,7 +324,7 @@ struct GatewayService: Service {
         do {
             try await adoption.get()
         } catch {
-            RestartHandover.closeStored(acquired.stored)
+            RestartHandover.closeStored(acquired.setAside)
             throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")
         }
         let origin: String
@@ -341,23 +342,23 @@ struct GatewayService: Service {
         let store = FileDescriptorStore()
         // Sessions a restart handed over come back in the fd store; carried on before READY=1.
         await RestartHandover.takeBack(
-            acquired.stored, server: server, store: store, secret: configuration.auth.secret, logger: logger)
+            acquired.setAside, server: server, store: store, secret: configuration.auth.secret, logger: logger)
         logger.info("listening on \(urls) (\(origin))")
         notifier.ready(status: "Listening on \(urls) (\(origin))")
 
         try? await gracefulShutdown()
 
         notifier.stopping(status: "Stopping: closing listeners and connections")
-        let decision = RestartHandover.decide(store: store)
+        let decision = await RestartHandover.decide(store: store)
         await server.closeListeners()
         logger.info("stopped listening on \(urls)")
         switch decision {
-        case .handOver(let limit):
+        case .handOver:
             let started = ContinuousClock.now
-            let handed = await server.handOver(limit: limit, flushTimeout: Self.handOverFlushTimeout)
+            let handed = await server.handOver(flushTimeout: Self.handOverFlushTimeout)
             let stored = RestartHandover.store(handed, in: store, secret: server.configuration.controlPlane.secret, logger: logger)
             let elapsed = RestartHandover.milliseconds(since: started)
-            logger.info("restart: handed \(stored) connection(s) to the next gateway through systemd's fd store (\(elapsed) ms)")
+            logger.info("restart: handed \(stored) connection(s) to the next gateway through the carrier in systemd's fd store (\(elapsed) ms)")
         case .closeClients(let reason):
             if server.connectionCount > 0 { logger.info("closing clients: \(reason)") }
         }

@@ -42,27 +42,28 @@ import Glibc
         close(try FallbackBind.listen(on: .loopback, port: otherPort))
     }
 
-    @Test func storedFdsAreHandedOnOpenAndUnjudged() throws {
+    @Test func fdsSetAsideAreHandedOnOpenAndUnjudged() throws {
         let gateway = listener(port: freePort())
         let state = memfdLike()
         var pair: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)  // not TCP: not judged
         defer { close(gateway); close(state); close(pair[0]); close(pair[1]) }
         let acquired = try GatewayLock.acquire(
-            request, activation: passed([(pair[0], "conn-ab12"), (gateway, "gateway"), (state, "state")]), logger: quietLogger)
+            request, activation: passed([(pair[0], "sessions"), (gateway, "gateway"), (state, "state")]),
+            setAside: { $0 == "sessions" || $0 == "state" }, logger: quietLogger)
         #expect(acquired.listeners.map(\.fd) == [gateway])
-        #expect(acquired.stored.map(\.name) == ["conn-ab12", "state"])
+        #expect(acquired.setAside.map(\.name) == ["sessions", "state"])
         #expect(acquired.closedFDs.isEmpty)
         #expect(fcntl(pair[0], F_GETFD) == FD_CLOEXEC)
     }
 
-    @Test func storedFdsWithoutAListenerAreAnError() throws {
+    @Test func fdsSetAsideWithoutAListenerAreAnError() throws {
         let state = memfdLike()
         defer { close(state) }
         let error = #expect(throws: GatewayLockError.self) {
-            try GatewayLock.acquire(request, activation: passed([(state, "state")]), logger: quietLogger)
+            try GatewayLock.acquire(request, activation: passed([(state, "state")]), setAside: { $0 == "state" }, logger: quietLogger)
         }
-        #expect(error?.message == "failed to bind gateway socket on ws://127.0.0.1:18789: systemd passed no listening socket, only 1 stored fd(s): state")
+        #expect(error?.message == "failed to bind gateway socket on ws://127.0.0.1:18789: systemd passed no listening socket, only 1 other fd(s): state")
         #expect(fcntl(state, F_GETFD) >= 0)  // left to the caller, which closes it cleanly
     }
 
