@@ -4,7 +4,7 @@
 # not), installs the package and runs checks.sh inside. Needs root.
 #
 #   tests/systemd/e2e.sh                 # or: make e2e
-#   DEB=dist/openclaw-gateway_0.1.0_amd64.deb tests/systemd/e2e.sh
+#   DEB=dist/openclaw-gateway_0.2.0_amd64.deb tests/systemd/e2e.sh
 #
 # The root file system is made once with debootstrap (the mirror read from this machine's apt
 # sources) and cached outside the repository, in $E2E_ROOTFS (default /var/tmp/openclaw-e2e-bookworm-2;
