@@ -155,7 +155,9 @@ check "10.2 50 sessions across dpkg -i of a higher version ($(dpkg-query -W -f='
 out=$($SESSIONS halfframe 18789 --during "$restart" 2>&1); rc=$?
 check "10.3 half a frame sent before the restart, the rest after: answered once: $out" test $rc = 0
 out=$($SESSIONS soak 18789 --clients 1000 --every-ms 250 --during "$restart" 2>&1); rc=$?
-pause=$(sed -n 's/.*"maxWaitMs": \([0-9.]*\).*/\1/p' <<<"$out")
+# pauseMs: the longest wait of a request in flight when the restart began or sent after it (the
+# connect burst of 1,000 clients before it is in maxWaitMs, not here)
+pause=$(sed -n 's/.*"pauseMs": \([0-9.]*\).*/\1/p' <<<"$out")
 echo "# 1,000 sessions handed over: longest wait for a response across the restart: ${pause} ms"
 journalctl -b -u openclaw-gateway.service -o short-monotonic | grep -E 'Stopping|handed 1000|carried on 1000|Started' | tail -4 | sed 's/^/#   /'
 check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} ms (goal < 1000): $out" bash -c \
@@ -180,6 +182,19 @@ systemctl daemon-reload
 out=$($SESSIONS stop 18789 --clients 5 --during "systemctl restart openclaw-gateway.service" 2>&1); rc=$?
 check "10.8 a token added across a restart: unauthenticated sessions are closed (shutdown event, 1012), not carried on: $out" test $rc = 0
 rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload; systemctl restart openclaw-gateway.service
+# the new process SIGKILLed in the middle of its take-back (every session adopted, none reading):
+# the carrier it forwarded into is still in the store, and the automatic restart carries them on
+mkdir -p /run/systemd/system/openclaw-gateway.service.d
+printf '[Service]\nEnvironment=OPENCLAW_GATEWAY_TEST_FAULT_FILE=/var/lib/openclaw-gateway/fault\n' >/run/systemd/system/openclaw-gateway.service.d/fault.conf
+systemctl daemon-reload; systemctl restart openclaw-gateway.service; $PROBE health 18789 >/dev/null
+restarts_before=$(prop openclaw-gateway.service NRestarts)
+printf 'take-back-adopted\n' >/var/lib/openclaw-gateway/fault
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "systemctl restart openclaw-gateway.service 2>/dev/null; for _ in \$(seq 100); do systemctl is-active -q openclaw-gateway.service && break; sleep 0.1; done" 2>&1); rc=$?
+check "10.9 the new process killed during take-back: the next start carries every session on: $out" test $rc = 0
+check "10.9 ... it really was killed there (fault file used, one automatic restart)" bash -c \
+  "test ! -e /var/lib/openclaw-gateway/fault && test \$(systemctl show -p NRestarts --value openclaw-gateway.service) = \$(($restarts_before + 1))"
+check "10.9 ... and the store is empty again" test "$(prop openclaw-gateway.service NFileDescriptorStore)" = 0
+rm -rf /run/systemd/system/openclaw-gateway.service.d /var/lib/openclaw-gateway/fault; systemctl daemon-reload
 out=$($SESSIONS stop 18789 --clients 20 --during "systemctl stop openclaw-gateway.service 2>/dev/null" 2>&1); rc=$?
 check "10.4 systemctl stop: every client gets the shutdown event and 1012: $out" test $rc = 0
 check "10.4 ... the service stopped and its store is empty" bash -c \

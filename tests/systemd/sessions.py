@@ -110,13 +110,18 @@ async def run_commands(command, times, gap):
 
 async def soak(args):
     """Every client records the pid and connId it saw before CMD and after; the verdict is per
-    client: each of the N must have kept its connId and (when CMD ran) seen the pid change."""
+    client: each of the N must have kept its connId and (when CMD ran) seen the pid change.
+    maxWaitMs is the longest wait for a response in the whole run, the connect burst included;
+    pauseMs the longest for a request in flight when CMD began or sent after: what CMD cost."""
     stats = {"clients": args.clients, "sent": 0, "answered": 0, "lost": 0, "duplicated": 0, "closes": {},
              "connIdChanged": 0, "pidUnchanged": 0, "bothStatuses": 0, "pidsBefore": set(), "pidsAfter": set(),
-             "maxWaitMs": 0.0, "errors": {}}
+             "maxWaitMs": 0.0, "pauseMs": 0.0, "errors": {}}
     stop = asyncio.Event()
     connected = asyncio.Event()   # every client is past hello-ok and has its status-0 answer
     settled = asyncio.Event()     # after CMD, every client has had answers from the new process
+    warm = asyncio.Event()        # every client has had two answers to health: the connect burst is over
+    warmed = set()
+    command = {"began": None}     # when CMD began: requests in flight then or sent later measure it
     opened = 0
     after = {"marker": None, "clients": set()}
     finished = 0
@@ -126,6 +131,7 @@ async def soak(args):
         finished += 1
         if finished == args.clients:  # some failed: nobody waits for them
             connected.set()
+            warm.set()
             settled.set()
 
     async def one(i):
@@ -181,7 +187,14 @@ async def soak(args):
                     elif rid in pending:
                         sent_at = pending.pop(rid)
                         stats["answered"] += 1
-                        stats["maxWaitMs"] = max(stats["maxWaitMs"], (time.monotonic() - sent_at) * 1000)
+                        now = time.monotonic()
+                        stats["maxWaitMs"] = max(stats["maxWaitMs"], (now - sent_at) * 1000)
+                        if command["began"] is not None:
+                            stats["pauseMs"] = max(stats["pauseMs"], (now - sent_at) * 1000)
+                        elif len(seen) >= 3 and i not in warmed:  # status-0 and two health
+                            warmed.add(i)
+                            if len(warmed) == args.clients:
+                                warm.set()
                         if after["marker"] is not None and sent_at > after["marker"]:
                             answered_after += 1
                             if answered_after == 3:
@@ -206,6 +219,11 @@ async def soak(args):
         await asyncio.wait_for(connected.wait(), 60)  # every session is live before CMD runs
     except asyncio.TimeoutError:
         stats["errors"]["not every client connected within 60 s"] = args.clients - opened
+    try:
+        await asyncio.wait_for(warm.wait(), 30)
+    except asyncio.TimeoutError:
+        stats["errors"]["the connect burst did not settle within 30 s"] = args.clients - len(warmed)
+    command["began"] = time.monotonic()
     if args.during:
         await run_commands(args.during, args.times, args.gap)
     # load goes on until every client was answered (3 requests sent after CMD finished)
@@ -219,6 +237,7 @@ async def soak(args):
     stats["pidsBefore"] = sorted(stats["pidsBefore"])
     stats["pidsAfter"] = sorted(stats["pidsAfter"])
     stats["maxWaitMs"] = round(stats["maxWaitMs"], 1)
+    stats["pauseMs"] = round(stats["pauseMs"], 1)
     print(json.dumps(stats))
     good = (not stats["closes"] and not stats["errors"] and stats["lost"] == 0 and stats["duplicated"] == 0
             and stats["connIdChanged"] == 0 and stats["bothStatuses"] == args.clients and len(stats["pidsAfter"]) == 1
