@@ -1,11 +1,13 @@
 #!/bin/bash
 # The end-to-end checks, run INSIDE the booted container (systemd is PID 1) by e2e.sh.
-#   checks.sh DEB UPGRADE_DEB UPGRADE2_DEB
+#   checks.sh DEB UPGRADE_DEB UPGRADE2_DEB RELEASED_DEB
+# RELEASED_DEB: the released 0.1.0, built from git by e2e.sh (section 12).
 # Prints one "ok"/"not ok" line per check and a closing "N passed, N failed".
 set -uo pipefail
 DEB=$1
 UPGRADE_DEB=$2
 UPGRADE2_DEB=$3
+RELEASED_DEB=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROBE="python3 $HERE/probe.py"
 SESSIONS="python3 $HERE/sessions.py"
@@ -277,6 +279,85 @@ dpkg --purge openclaw-gateway >/tmp/purge.log 2>&1
 check "8. dpkg --purge succeeded" grep -q "Purging configuration files for openclaw-gateway" /tmp/purge.log
 check "8. ... units are gone" test ! -e /lib/systemd/system/openclaw-gateway.socket -a ! -e /etc/systemd/system/sockets.target.wants/openclaw-gateway.socket
 check "8. ... state is gone" bash -c "! ls -d /var/lib/private/openclaw-gateway* /var/lib/openclaw-gateway* 2>/dev/null | grep -q ."
+
+# 12. from the released 0.1.0 (one fd-store entry per session, FileDescriptorStoreMax=4096) to this
+# package and back: the upgrade carries every session on, the downgrade closes them cleanly
+dpkg -i "$RELEASED_DEB" >/tmp/dpkg-released.log 2>&1 || { cat /tmp/dpkg-released.log; notok "12. dpkg -i 0.1.0"; }
+check "12. 0.1.0 installed and serving ($(dpkg-query -W -f='${Version}' openclaw-gateway))" bash -c \
+  "test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = 0.1.0 && $PROBE health 18789"
+released_pid=$(prop openclaw-gateway.service MainPID)
+current=$(dpkg-deb -f "$DEB" Version)
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $DEB >/tmp/dpkg-from-released.log 2>&1" 2>&1); rc=$?
+check "12.1 50 sessions across the upgrade from 0.1.0 to $current: none closed, lost or duplicated, same connIds: $out" bash -c \
+  "test $rc = 0 && test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = '$current'"
+check "12.1 ... the 0.1.0 process handed them over and the new one carried all 50 on (journal)" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat _PID=$released_pid | grep -q '^restart: handed 50 connection(s)' &&
+   journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 50 connection(s) from pid $released_pid across the restart'"
+check "12.1 ... the transition drop-in is gone: FileDescriptorStoreMax=$(prop openclaw-gateway.service FileDescriptorStoreMax), store empty" bash -c \
+  "test ! -e /run/systemd/system/openclaw-gateway.service.d/50-handover-from-0.1.conf &&
+   test \$(systemctl show -p FileDescriptorStoreMax --value openclaw-gateway.service) = 8 &&
+   test \$(systemctl show -p NFileDescriptorStore --value openclaw-gateway.service) = 0"
+current_pid=$(prop openclaw-gateway.service MainPID)
+out=$($SESSIONS stop 18789 --clients 20 --during "dpkg -i $RELEASED_DEB >/tmp/dpkg-downgrade.log 2>&1" 2>&1); rc=$?
+check "12.2 the downgrade to 0.1.0: every client gets the shutdown event and 1012, none hangs: $out" test $rc = 0
+check "12.2 ... because 0.1.0 cannot read the carrier (journal)" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat _PID=$current_pid | grep -q '^closing clients: the new /usr/bin/openclaw-gateway does not read '"
+check "12.2 ... nothing left in the store, and 0.1.0 serves" bash -c \
+  "test \$(systemctl show -p NFileDescriptorStore --value openclaw-gateway.service) = 0 &&
+   test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = 0.1.0 && $PROBE health 18789"
+dpkg --purge openclaw-gateway >/tmp/purge-released.log 2>&1 || cat /tmp/purge-released.log
+
+# 13. the user units under a lingering user's manager, as most OpenClaw users run the gateway: the
+# package installed, its system socket disabled (one gateway per port), `systemctl --user` for
+# the rest; the restart handover asks the user manager over the user bus
+dpkg -i "$DEB" >/tmp/dpkg-user.log 2>&1 || { cat /tmp/dpkg-user.log; notok "13. dpkg -i"; }
+systemctl disable --now openclaw-gateway.socket openclaw-gateway.service >/dev/null 2>&1
+useradd -m -s /bin/bash gwuser
+gwuid=$(id -u gwuser)
+loginctl enable-linger gwuser
+AS_USER() { runuser -u gwuser -- env -C /home/gwuser XDG_RUNTIME_DIR=/run/user/$gwuid "$@"; }
+U() { AS_USER systemctl --user "$@"; }
+uprop() { U show -p "$2" --value "$1"; }
+for _ in $(seq 200); do U show-environment >/dev/null 2>&1 && break; sleep 0.1; done
+check "13. the lingering user's manager runs (user@$gwuid.service)" test "$(systemctl is-active user@$gwuid.service)" = active
+U enable --now openclaw-gateway.socket >/tmp/user-enable.log 2>&1
+check "13. user socket enabled and listening, held by the user's manager, not PID 1" bash -c \
+  "test \"\$(runuser -u gwuser -- env XDG_RUNTIME_DIR=/run/user/$gwuid systemctl --user is-active openclaw-gateway.socket)\" = active &&
+   ss -Hltnp 'sport = :18789' | grep -q 'systemd' && ! ss -Hltnp 'sport = :18789' | grep -q 'pid=1,'"
+check "13.1 /healthz through the user socket starts the user service" $PROBE health 18789
+check "13.1 ... active under the user's manager, as gwuser" bash -c \
+  "test \"\$(runuser -u gwuser -- env XDG_RUNTIME_DIR=/run/user/$gwuid systemctl --user is-active openclaw-gateway.service)\" = active &&
+   test \"\$(ps -o user= -p \$(runuser -u gwuser -- env XDG_RUNTIME_DIR=/run/user/$gwuid systemctl --user show -p MainPID --value openclaw-gateway.service))\" = gwuser"
+user_status=$(uprop openclaw-gateway.service StatusText)
+check "13.1 ... its STATUS names the user socket ($user_status)" grep -qF "(socket from systemd: openclaw-gateway.socket)" <<<"$user_status"
+# a duplicate user service: 78, never restarted
+mkdir -p /home/gwuser/.config/systemd/user
+sed -e '/^Requires=/d' -e '/^After=/d' -e '/^Also=/d' -e 's/^Description=.*/Description=duplicate gateway/' \
+  /usr/lib/systemd/user/openclaw-gateway.service >/home/gwuser/.config/systemd/user/openclaw-gateway-duplicate.service
+chown -R gwuser: /home/gwuser/.config
+U daemon-reload
+U start openclaw-gateway-duplicate.service 2>/dev/null
+for _ in $(seq 100); do case $(U is-active openclaw-gateway-duplicate.service) in inactive|failed) break ;; esac; sleep 0.1; done
+check "13.2 a duplicate user service exits 78 and is not restarted" bash -c \
+  "test '$(uprop openclaw-gateway-duplicate.service ExecMainStatus)' = 78 && test '$(uprop openclaw-gateway-duplicate.service NRestarts)' = 0 &&
+   test '$(U is-active openclaw-gateway-duplicate.service)' = failed"
+check "13.2 ... with the contract's line in the user's journal" bash -c \
+  "journalctl -b _SYSTEMD_USER_UNIT=openclaw-gateway-duplicate.service -o cat | grep -qxF '$DUP'"
+rm -f /home/gwuser/.config/systemd/user/openclaw-gateway-duplicate.service; U reset-failed; U daemon-reload
+out=$(AS_USER $SESSIONS soak 18789 --clients 50 --every-ms 20 --during "systemctl --user restart openclaw-gateway.service" --times 2 --gap 1 2>&1); rc=$?
+check "13.3 50 sessions across 2 systemctl --user restarts: none closed, lost or duplicated, same connIds, new pid: $out" test $rc = 0
+check "13.3 ... handed over and carried on (the user's journal), store empty" bash -c \
+  "test \$(journalctl -b _SYSTEMD_USER_UNIT=openclaw-gateway.service -o cat | grep -c '^carried on 50 connection(s) from pid [0-9]* across the restart') -ge 2 &&
+   test '$(uprop openclaw-gateway.service NFileDescriptorStore)' = 0"
+out=$(AS_USER $SESSIONS stop 18789 --clients 20 --during "systemctl --user stop openclaw-gateway.service" 2>&1); rc=$?
+check "13.4 systemctl --user stop: every client gets the shutdown event and 1012: $out" test $rc = 0
+check "13.4 ... stopped, store empty, and the user socket starts it again" bash -c \
+  "test '$(U is-active openclaw-gateway.service)' != active && test '$(uprop openclaw-gateway.service NFileDescriptorStore)' = 0 &&
+   $PROBE health 18789"
+U disable --now openclaw-gateway.socket openclaw-gateway.service >/dev/null 2>&1
+loginctl disable-linger gwuser
+check "13.5 ... user socket disabled: the port is free" bash -c "! ss -Hltn 'sport = :18789' | grep -q LISTEN"
+dpkg --purge openclaw-gateway >/tmp/purge-user.log 2>&1 || cat /tmp/purge-user.log
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -5,14 +5,15 @@
 #
 #   tests/systemd/e2e.sh                 # or: make e2e
 #   DEB=dist/openclaw-gateway_0.2.0_amd64.deb tests/systemd/e2e.sh
+#   OLD_DEB=path/to/openclaw-gateway_0.1.0_amd64.deb   # instead of building 0.1.0 from git
 #
 # The root file system is made once with debootstrap (the mirror read from this machine's apt
-# sources) and cached outside the repository, in $E2E_ROOTFS (default /var/tmp/openclaw-e2e-bookworm-2;
+# sources) and cached outside the repository, in $E2E_ROOTFS (default /var/tmp/openclaw-e2e-bookworm-3;
 # the number changes when the package list does).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-ROOTFS=${E2E_ROOTFS:-/var/tmp/openclaw-e2e-bookworm-2}
+ROOTFS=${E2E_ROOTFS:-/var/tmp/openclaw-e2e-bookworm-3}
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
 need=()
@@ -30,7 +31,7 @@ if [ ! -f "$ROOTFS/.openclaw-e2e-ready" ]; then
   [ -n "$mirror" ] || { echo "e2e: no Debian mirror in this machine's apt sources" >&2; exit 2; }
   echo "# building the container root file system in $ROOTFS (once)"
   rm -rf "$ROOTFS.tmp"
-  $SUDO debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,python3,procps,man-db \
+  $SUDO debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,dbus-user-session,iproute2,python3,procps,man-db \
     bookworm "$ROOTFS.tmp" "$mirror" >/var/tmp/openclaw-e2e-debootstrap.log 2>&1 \
     || { tail -20 /var/tmp/openclaw-e2e-debootstrap.log >&2; exit 2; }
   echo e2e >"$ROOTFS.tmp/etc/hostname"
@@ -43,9 +44,28 @@ fi
 if [ -z "${DEB:-}" ]; then
   DEB=$(packaging/build-deb.sh | tail -1)
 fi
+# ---- the released 0.1.0 (its last commit on main), for the upgrade from it and the downgrade to
+# it: built from git once and cached outside the repository (OLD_DEB= gives one instead).
+RELEASED=61dd4c5638eb0a8b9b99a22eb618cd8f4726023f
+if [ -z "${OLD_DEB:-}" ]; then
+  OLD_DEB=/var/tmp/openclaw-e2e-released-${RELEASED:0:12}.deb
+  if [ ! -s "$OLD_DEB" ]; then
+    git cat-file -e "$RELEASED^{commit}" 2>/dev/null || git fetch -q origin "$RELEASED" 2>/dev/null \
+      || { echo "e2e: commit $RELEASED (0.1.0) is not in this clone; clone without --depth" >&2; exit 2; }
+    echo "# building the released 0.1.0 package from git (${RELEASED:0:12}, once)"
+    old_work=$(mktemp -d /var/tmp/openclaw-e2e-released.XXXXXX)
+    mkdir "$old_work/src"
+    git archive "$RELEASED" | tar -xf - -C "$old_work/src"
+    (cd "$old_work/src" && dpkg-buildpackage -us -uc -b >"$old_work/build.log" 2>&1) \
+      || { tail -40 "$old_work/build.log" >&2; rm -rf "$old_work"; echo "e2e: building 0.1.0 failed" >&2; exit 1; }
+    cp "$old_work"/openclaw-gateway_0.1.0_*.deb "$OLD_DEB.tmp" && mv "$OLD_DEB.tmp" "$OLD_DEB"
+    rm -rf "$old_work"
+  fi
+fi
 dist=$(mktemp -d /var/tmp/openclaw-e2e-dist.XXXXXX)
 cleanup_dirs=("$dist")
 cp "$DEB" "$dist/current.deb"
+cp "$OLD_DEB" "$dist/released.deb"
 unpacked="$dist/unpacked"
 dpkg-deb -R "$DEB" "$unpacked"
 version=$(awk '/^Version:/ {print $2}' "$unpacked/DEBIAN/control")
@@ -99,7 +119,7 @@ done
 echo "# container booted: $state"
 
 set +e
-IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb /mnt/dist/upgrade2.deb
+IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb /mnt/dist/upgrade2.deb /mnt/dist/released.deb
 rc=$?
 set -e
 if [ $rc != 0 ]; then
