@@ -16,7 +16,8 @@ def test_help_documents_the_exit_statuses(gateways, argv):
     gw = gateways(argv, notify=False)
     assert gw.wait() == 0
     text = " ".join(gw.stdout().split())
-    for status, meaning in (("0", "clean shutdown"), ("64", "usage error"), ("78", "GatewayLockError")):
+    for status, meaning in (("0", "clean shutdown"), ("64", "usage error"), ("75", "systemd to start it again"),
+                            ("78", "GatewayLockError")):
         assert re.search(rf"\b{status} [^.;]*{meaning}", text), (status, meaning, text)
 
 

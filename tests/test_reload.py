@@ -305,3 +305,55 @@ def test_null_in_the_allowed_origins_on_a_reload_keeps_the_last_good_config_nami
                                 "page sends; list the page's real origin instead")
     assert origin_status(port, "null") == 403
     assert connect_as(port, origin="https://ui.example")["ok"] is True
+
+
+# ---- gateway.reload.mode restart and hybrid: what a reload restarts for, and when it cannot --------
+# (the restart itself, exit 75 and systemd starting the gateway again with the sessions carried
+# on, is proven under a real systemd: tests/systemd/checks.sh, 11.4)
+
+
+def test_restart_mode_without_systemd_to_restart_it_serves_on_and_says_why(gateways, home):
+    # A NOTIFY_SOCKET but no service manager on a bus: the gateway cannot know it would be started
+    # again, so it must not stop; the change is taken up live and the journal says why not.
+    gw, port = start(gateways, home, {"auth": {"token": "one"}, "reload": {"mode": "restart"}})
+    write_config(home, {"port": port, "auth": {"token": "two"}, "reload": {"mode": "restart"}})
+    _, ready = sighup(gw)
+    assert "applied gateway.auth" in status_of(ready)
+    gw.wait_for_log(r"restart needed for gateway\.auth \(gateway\.reload\.mode restart\), not done: cannot ask systemd about this unit: ")
+    assert gw.proc.poll() is None
+    assert connect_as(port, "two")["ok"] is True
+
+
+def test_a_manual_launch_in_restart_mode_takes_the_change_up_live(gateways, home):
+    port = free_port()
+    write_config(home, {"port": port, "auth": {"token": "one"}, "reload": {"mode": "restart"}})
+    gw = gateways([], notify=False)
+    gw.wait_for_log(r"listening on")
+    write_config(home, {"port": port, "auth": {"token": "two"}, "reload": {"mode": "restart"}})
+    gw.signal(signal.SIGHUP)
+    gw.wait_for_log(r"config reload \(SIGHUP\): generation 2: applied gateway\.auth")
+    assert connect_as(port, "two")["ok"] is True
+    assert gw.proc.poll() is None
+    assert "not done" not in gw.stderr  # no service manager: nothing to ask
+
+
+def test_hybrid_mode_does_not_restart_for_a_port_the_socket_unit_decides(gateways, home):
+    import socket
+    port = free_port()
+    write_config(home, {"port": port, "reload": {"mode": "hybrid"}})
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(16)
+    from harness import activated_argv
+    gw = gateways([], argv=activated_argv([], listener.fileno()), pass_fds=(listener.fileno(),),
+                  env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "gateway"})
+    listener.close()
+    gw.wait_ready()
+    write_config(home, {"port": free_port(), "reload": {"mode": "hybrid"}})
+    _, ready = sighup(gw)
+    assert "restart needed for gateway.port" in status_of(ready)
+    gw.wait_for_log(r"gateway\.port not taken up: the listener is systemd's \(its socket unit\), whose ListenStream= decides; "
+                    r"a restart would not change it")
+    assert http_get(port, "/healthz")[0] == 200
+    assert gw.proc.poll() is None

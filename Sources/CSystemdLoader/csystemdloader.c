@@ -24,6 +24,8 @@ static struct {
     int (*bus_call_method)(sd_bus *, const char *, const char *, const char *, const char *, sd_bus_error *,
                            sd_bus_message **, const char *, ...);
     int (*bus_message_read)(sd_bus_message *, const char *, ...);
+    int (*bus_message_enter_container)(sd_bus_message *, char, const char *);
+    int (*bus_message_read_array)(sd_bus_message *, char, const void **, size_t *);
     sd_bus_message *(*bus_message_unref)(sd_bus_message *);
     int (*bus_get_property)(sd_bus *, const char *, const char *, const char *, const char *, sd_bus_error *,
                             sd_bus_message **, const char *);
@@ -68,6 +70,8 @@ static void load(void) {
     BIND(bus_set_method_call_timeout, "sd_bus_set_method_call_timeout");
     BIND(bus_call_method, "sd_bus_call_method");
     BIND(bus_message_read, "sd_bus_message_read");
+    BIND(bus_message_enter_container, "sd_bus_message_enter_container");
+    BIND(bus_message_read_array, "sd_bus_message_read_array");
     BIND(bus_message_unref, "sd_bus_message_unref");
     BIND(bus_get_property, "sd_bus_get_property");
     BIND(bus_get_property_trivial, "sd_bus_get_property_trivial");
@@ -164,6 +168,23 @@ int openclaw_service_state_of(uint32_t pid, uint64_t timeout_usec, openclaw_serv
     r = sd.bus_get_property_trivial(bus, DEST, unit_path, "org.freedesktop.systemd1.Service",
                                     "FileDescriptorStoreMax", &e, 'u', &out->fd_store_max);
     if (r < 0) { fail(error, error_len, "Service.FileDescriptorStoreMax", r, &e); goto done; }
+
+    /* RestartForceExitStatus=: (exit statuses, signals); only the statuses are kept */
+    r = sd.bus_get_property(bus, DEST, unit_path, "org.freedesktop.systemd1.Service", "RestartForceExitStatus", &e,
+                            &reply, "(aiai)");
+    if (r < 0) { fail(error, error_len, "Service.RestartForceExitStatus", r, &e); goto done; }
+    r = sd.bus_message_enter_container(reply, 'r', "aiai");
+    if (r < 0) { fail(error, error_len, "Service.RestartForceExitStatus reply", r, NULL); goto done; }
+    const void *statuses = NULL;
+    size_t statuses_size = 0;
+    r = sd.bus_message_read_array(reply, 'i', &statuses, &statuses_size);
+    if (r < 0) { fail(error, error_len, "Service.RestartForceExitStatus reply", r, NULL); goto done; }
+    for (size_t i = 0; i < statuses_size / sizeof(int32_t); i++) {
+        int32_t status;
+        memcpy(&status, (const char *)statuses + i * sizeof(int32_t), sizeof(status));
+        if (status >= 0 && status < 256) out->restart_force_status[status / 8] |= (uint8_t)(1u << (status % 8));
+    }
+    reply = sd.bus_message_unref(reply);
 
     r = sd.bus_get_property(bus, DEST, unit_path, "org.freedesktop.systemd1.Unit", "Job", &e, &reply, "(uo)");
     if (r < 0) { fail(error, error_len, "Unit.Job", r, &e); goto done; }

@@ -43,6 +43,24 @@ public enum Hangups {
         guard hangup.wantsReply else { return }
         _ = openclaw_queue_signal(hangup.sender, replySignal, status)
     }
+
+    /// Returns once the sender of an answered `hangup` has exited (at most `timeoutMs`): under
+    /// systemd it is `ExecReload=`, and the reload job ends with it. A gateway that stops right
+    /// after a reload waits for that, or systemd would see the service exit during its reload.
+    public static func senderExited(_ hangup: Hangup, timeoutMs: Int32 = 2000) async {
+        guard hangup.wantsReply else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                let pidfd = openclaw_pidfd_open(hangup.sender)
+                if pidfd >= 0 {
+                    var poller = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                    while poll(&poller, 1, timeoutMs) < 0 && errno == EINTR {}
+                    close(pidfd)
+                }
+                continuation.resume()
+            }
+        }
+    }
 }
 
 /// The pipe's Dispatch read source; touched only on its queue. The pipe stays open (the handler

@@ -5,15 +5,30 @@ import ServiceLifecycle
 /// What asks for a reload while the gateway runs: SIGHUP (a manual launch, and the units'
 /// `ExecReload=`), and a change to the config file unless `gateway.reload.mode` is `off` (read
 /// at each change, so a reload can turn the watch off and on). Ends at graceful shutdown.
+///
+/// After a reload that changed something, `followUp` says whether the gateway must restart to
+/// take it up (``ReloadFollowUp``); then this service ends, and with it the gateway's service
+/// group, gracefully.
 public struct ReloadService: Service {
     let reloader: ConfigurationReloader
     let logger: Logger
+    let followUp: @Sendable (ConfigurationChanges, GatewayConfiguration) async -> ReloadFollowUp
 
     /// SIGHUP must be blocked since the start of main (``Hangups/blockEarly()``): a reload asked
     /// before this service runs then waits for it.
-    public init(reloader: ConfigurationReloader, logger: Logger) {
+    public init(
+        reloader: ConfigurationReloader, logger: Logger,
+        followUp: @escaping @Sendable (ConfigurationChanges, GatewayConfiguration) async -> ReloadFollowUp = { _, _ in .carryOn }
+    ) {
         self.reloader = reloader
         self.logger = logger
+        self.followUp = followUp
+    }
+
+    /// What a reload's changes call for.
+    private func needsRestart(_ outcome: ConfigurationReloader.Outcome) async -> Bool {
+        guard case .applied(_, let changes) = outcome else { return false }
+        return await followUp(changes, reloader.current) == .restart
     }
 
     public func run() async throws {
@@ -26,7 +41,9 @@ public struct ReloadService: Service {
         if let hangupFailure {
             logger.warning("SIGHUP cannot reload (\(hangupFailure))")
         }
-        await withDiscardingTaskGroup { group in
+        // Each source ends when the gateway shuts down, or when a reload calls for a restart:
+        // then the group ends the other one and this service returns.
+        await withTaskGroup(of: Bool.self) { group in
             if let hangups {
                 group.addTask {
                     for await hangup in hangups.cancelOnGracefulShutdown() {
@@ -36,17 +53,38 @@ public struct ReloadService: Service {
                         } else {
                             Hangups.answer(hangup, status: 0)
                         }
+                        if await needsRestart(outcome) {
+                            await Hangups.senderExited(hangup)
+                            return true
+                        }
                     }
+                    return false
                 }
             }
             if let changes {
                 group.addTask {
                     for await _ in changes.cancelOnGracefulShutdown() {
                         guard await reloader.current.reload.mode != .off else { continue }
-                        await reloader.reload(trigger: "file changed")
+                        if await needsRestart(reloader.reload(trigger: "file changed")) { return true }
                     }
+                    return false
+                }
+            }
+            while let restart = await group.next() {
+                if restart {
+                    group.cancelAll()
+                    return
                 }
             }
         }
     }
+}
+
+/// What a reload calls for once it has applied what a running gateway takes up.
+public enum ReloadFollowUp: Sendable, Equatable {
+    /// Serve on.
+    case carryOn
+    /// Stop, so that the service manager starts the gateway again with the new configuration
+    /// (the caller has arranged that, and that the sessions are handed over).
+    case restart
 }

@@ -383,6 +383,16 @@ public struct ReloadSettings: Sendable, Equatable {
 
     public init() {}
 
+    /// The keys of `changes` this mode restarts the gateway for: in hybrid mode those only a new
+    /// process takes up (the listener's), in restart mode every one, in hot and off mode none.
+    public func restartKeys(_ changes: ConfigurationChanges) -> [String] {
+        switch mode {
+        case .hybrid: changes.needRestart
+        case .restart: changes.needRestart + changes.live
+        case .hot, .off: []
+        }
+    }
+
     init(_ file: ConfigFile.Gateway.Reload?, configFile: String) throws(ConfigurationError) {
         guard let file else { return }
         if let text = file.mode {

@@ -5,6 +5,7 @@ import GatewayLock
 import GatewayProtocol
 import GatewayServer
 import Logging
+import Synchronization
 import SystemdNotify
 
 #if canImport(FoundationEssentials)
@@ -50,13 +51,50 @@ public enum RestartHandover {
     /// that reads the carrier. Its D-Bus
     /// calls block up to about a second each, so they run on a thread of their own, never on
     /// Swift's cooperative pool.
-    public static func decide(store: FileDescriptorStore) async -> Decision {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: decideBlocking(store: store)) }
+    public static func decide(store: FileDescriptorStore, cause: StopCause = .signal) async -> Decision {
+        await offThePool { decideBlocking(store: store, cause: cause) }
+    }
+
+    /// The exit status of a gateway that stops so that systemd starts it again with a new
+    /// configuration (a reload in hybrid or restart mode): EX_TEMPFAIL, which the units list in
+    /// `RestartForceExitStatus=`.
+    public static let restartExitStatus: Int32 = 75
+
+    /// Why the gateway stops.
+    public enum StopCause: Sendable, Equatable {
+        /// SIGTERM or SIGINT: systemd's job (restart or stop) decides, or a person does.
+        case signal
+        /// A reload whose changes only a new process takes up: the gateway exits with
+        /// ``restartExitStatus`` and systemd starts it again.
+        case restartForConfiguration
+    }
+
+    /// Nil when the gateway may stop for systemd to start it again (``StopCause/restartForConfiguration``):
+    /// a service manager runs it, and its unit restarts it after ``restartExitStatus``
+    /// whatever `Restart=` says. Otherwise why not, for the log.
+    public static func selfRestartRefusal() async -> String? {
+        await offThePool { () -> String? in
+            guard FileDescriptorStore().isAvailable else { return "not run by a service manager (no NOTIFY_SOCKET)" }
+            switch ServiceManager.stateOfThisService() {
+            case .failure(let error):
+                return "cannot ask systemd about this unit: \(error)"
+            case .success(let state) where !state.restartForceExitStatuses.contains(restartExitStatus):
+                return "\(state.unit) would not be started again after exit \(restartExitStatus) (RestartForceExitStatus=\(restartExitStatus) is not set)"
+            case .success:
+                return nil
+            }
         }
     }
 
-    static func decideBlocking(store: FileDescriptorStore) -> Decision {
+    /// D-Bus calls block up to about a second each: on a thread of their own, never on Swift's
+    /// cooperative pool.
+    private static func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: body()) }
+        }
+    }
+
+    static func decideBlocking(store: FileDescriptorStore, cause: StopCause = .signal) -> Decision {
         guard store.isAvailable else {
             return .closeClients(reason: "not run by a service manager (no NOTIFY_SOCKET)")
         }
@@ -68,8 +106,18 @@ public enum RestartHandover {
         guard state.fdStoreMax > 0 else {
             return .closeClients(reason: "\(state.unit) keeps no fd store (FileDescriptorStoreMax=\(state.fdStoreMax))")
         }
-        guard state.restartPending else {
-            return .closeClients(reason: "\(state.unit) is stopping, not restarting (job: \(state.jobType ?? "none"))")
+        switch cause {
+        case .signal:
+            guard state.restartPending else {
+                return .closeClients(reason: "\(state.unit) is stopping, not restarting (job: \(state.jobType ?? "none"))")
+            }
+        case .restartForConfiguration:
+            guard state.jobType == nil || state.restartPending else {
+                return .closeClients(reason: "\(state.unit) is stopping (job: \(state.jobType ?? "none"))")
+            }
+            guard state.restartForceExitStatuses.contains(restartExitStatus) else {
+                return .closeClients(reason: "\(state.unit) would not be started again after exit \(restartExitStatus)")
+            }
         }
         if let refusal = Successor.refusal() { return .closeClients(reason: refusal) }
         return .handOver
@@ -389,5 +437,17 @@ enum StateFile {
             throw StateFileError(description: "unknown format \(record.format)")
         }
         return record
+    }
+}
+
+/// The gateway's ``RestartHandover/StopCause``, set before it stops, read as it stops.
+public final class StopCauseRecord: Sendable {
+    private let cause = Mutex(RestartHandover.StopCause.signal)
+
+    public init() {}
+
+    public var value: RestartHandover.StopCause {
+        get { cause.withLock { $0 } }
+        set { cause.withLock { $0 = newValue } }
     }
 }

@@ -15,10 +15,14 @@ public struct ServiceManagerState: Sendable, Equatable {
     /// FileDescriptorStoreMax= (0: the unit keeps no fds for us).
     public var fdStoreMax: Int
 
-    public init(unit: String, jobType: String?, fdStoreMax: Int) {
+    /// RestartForceExitStatus=: the exit statuses after which systemd starts the service again.
+    public var restartForceExitStatuses: Set<Int32>
+
+    public init(unit: String, jobType: String?, fdStoreMax: Int, restartForceExitStatuses: Set<Int32> = []) {
         self.unit = unit
         self.jobType = jobType
         self.fdStoreMax = fdStoreMax
+        self.restartForceExitStatuses = restartForceExitStatuses
     }
 
     /// True when systemd will start the service again right after this process exits.
@@ -37,7 +41,13 @@ public enum ServiceManager {
         }
         let unit = withUnsafeBytes(of: state.unit) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let job = withUnsafeBytes(of: state.job_type) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return .success(ServiceManagerState(unit: unit, jobType: job.isEmpty ? nil : job, fdStoreMax: Int(state.fd_store_max)))
+        let forced = withUnsafeBytes(of: state.restart_force_status) { bits in
+            Set((0..<256).filter { bits[$0 / 8] & (1 << ($0 % 8)) != 0 }.map(Int32.init))
+        }
+        return .success(
+            ServiceManagerState(
+                unit: unit, jobType: job.isEmpty ? nil : job, fdStoreMax: Int(state.fd_store_max),
+                restartForceExitStatuses: forced))
     }
 }
 

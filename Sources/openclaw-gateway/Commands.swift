@@ -16,8 +16,9 @@ struct OpenclawGateway: ParsableCommand {
         commandName: "openclaw-gateway",
         abstract: "The OpenClaw Gateway: one WebSocket control plane per port, with its listener as the lock.",
         discussion: """
-            Exit statuses: 0 clean shutdown; 64 usage error (bad flag, port or profile); 78 the \
-            listener could not be had (GatewayLockError) or the configuration is wrong.
+            Exit statuses: 0 clean shutdown; 64 usage error (bad flag, port or profile); 75 stopped \
+            for systemd to start it again with a changed configuration; 78 the listener could not \
+            be had (GatewayLockError) or the configuration is wrong.
             """,
         version: GatewayVersion.current,
         subcommands: [RunCommand.self, StatusCommand.self, ReloadCommand.self, HandoverFormatsCommand.self],
@@ -47,7 +48,7 @@ struct RunCommand: ParsableCommand {
             second gateway on the same port exits at once with status 78:
               GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:<port>
 
-            Exit statuses: 0 clean shutdown (SIGTERM or SIGINT); 64 usage error (bad flag, port,             profile or bind); 78 the listener could not be had (GatewayLockError) or the             configuration is wrong.
+            Exit statuses: 0 clean shutdown (SIGTERM or SIGINT); 64 usage error (bad flag, port,             profile or bind); 75 stopped for systemd to start it again with a changed configuration             (gateway.reload.mode restart or hybrid); 78 the listener could not be had             (GatewayLockError) or the configuration is wrong.
             """
     )
 

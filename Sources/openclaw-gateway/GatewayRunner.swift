@@ -248,13 +248,24 @@ struct ServingGateway: Sendable {
                 let ended = server.reconfigure(live)
                 if ended > 0 { logger.info("gateway auth changed: \(ended) connection(s) told to reconnect (4001)") }
             })
+        let stopCause = StopCauseRecord()
+        let listenerSource = prepared.acquired.source
         services.append(
-            .init(service: ReloadService(reloader: reloader, logger: logger), serviceName: "reload"))
+            .init(
+                service: ReloadService(
+                    reloader: reloader, logger: logger,
+                    followUp: { changes, configuration in
+                        await Self.restartFollowUp(
+                            changes, configuration: configuration, listenerSource: listenerSource, stopCause: stopCause,
+                            logger: logger)
+                    }),
+                successTerminationBehavior: .gracefullyShutdownGroup,
+                serviceName: "reload"))
         services.append(
             .init(
                 service: GatewayService(
                     server: server, adoption: adoption, acquired: prepared.acquired,
-                    configuration: prepared.configuration, notifier: notifier, logger: logger),
+                    configuration: prepared.configuration, notifier: notifier, stopCause: stopCause, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup,
                 serviceName: "gateway"))
@@ -275,7 +286,41 @@ struct ServingGateway: Sendable {
             status = 1
         }
         try? await group.shutdownGracefully()
+        if status == 0 && stopCause.value == .restartForConfiguration {
+            status = RestartHandover.restartExitStatus
+        }
         return status
+    }
+
+    /// After a reload: whether its changes call for a restart (``ReloadSettings/restartKeys(_:)``)
+    /// that can happen. Only under a service manager that starts the gateway again after
+    /// ``RestartHandover/restartExitStatus`` (the units' `RestartForceExitStatus=`); the
+    /// listener's keys only when this process bound it (systemd's socket has its own).
+    static func restartFollowUp(
+        _ changes: ConfigurationChanges, configuration: GatewayConfiguration, listenerSource: GatewayLock.Source,
+        stopCause: StopCauseRecord, logger: Logger
+    ) async -> ReloadFollowUp {
+        var keys = configuration.reload.restartKeys(changes)
+        // A manual launch: the reload's own line said a restart is needed.
+        guard !keys.isEmpty, FileDescriptorStore().isAvailable else { return .carryOn }
+        let mode = "gateway.reload.mode \(configuration.reload.mode.rawValue)"
+        if listenerSource == .systemd {
+            let listenerKeys = keys.filter { changes.needRestart.contains($0) }
+            if !listenerKeys.isEmpty {
+                logger.notice(
+                    "\(listenerKeys.joined(separator: ", ")) not taken up: the listener is systemd's (\(SystemdUnit.socketUnit() ?? "its socket unit")), whose ListenStream= decides; a restart would not change it")
+                keys.removeAll { listenerKeys.contains($0) }
+                guard !keys.isEmpty else { return .carryOn }
+            }
+        }
+        if let refusal = await RestartHandover.selfRestartRefusal() {
+            logger.notice("restart needed for \(keys.joined(separator: ", ")) (\(mode)), not done: \(refusal)")
+            return .carryOn
+        }
+        stopCause.value = .restartForConfiguration
+        logger.notice(
+            "restarting to take up \(keys.joined(separator: ", ")) (\(mode)): exit \(RestartHandover.restartExitStatus), systemd starts the gateway again and the sessions are handed over")
+        return .restart
     }
 }
 
@@ -311,6 +356,7 @@ struct GatewayService: Service {
     let acquired: GatewayLock.Acquired
     let configuration: GatewayConfiguration
     let notifier: SystemdNotifier
+    let stopCause: StopCauseRecord
     let logger: Logger
 
     /// How long connections get to close at shutdown; systemd's default stop timeout is 90 s and
@@ -349,7 +395,7 @@ struct GatewayService: Service {
         try? await gracefulShutdown()
 
         notifier.stopping(status: "Stopping: closing listeners and connections")
-        let decision = await RestartHandover.decide(store: store)
+        let decision = await RestartHandover.decide(store: store, cause: stopCause.value)
         await server.closeListeners()
         logger.info("stopped listening on \(urls)")
         switch decision {

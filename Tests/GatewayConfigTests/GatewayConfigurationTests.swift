@@ -256,4 +256,18 @@ struct Home {
         let settings = try GatewayConfiguration.resolve(.init(), environment: home.environment).reload
         #expect(settings.mode == .hot && settings.debounceMs == 0)
     }
+
+    @Test func eachReloadModeRestartsForWhatUpstreamsDoes() {
+        let changes = ConfigurationChanges(live: ["gateway.auth"], needRestart: ["gateway.port"])
+        var settings = ReloadSettings()
+        let restarts = ReloadSettings.Mode.allCases.map { mode in
+            settings.mode = mode
+            return "\(mode): \(settings.restartKeys(changes))"
+        }
+        #expect(restarts == [
+            "off: []", "hot: []", "restart: [\"gateway.port\", \"gateway.auth\"]", "hybrid: [\"gateway.port\"]",
+        ])
+        settings.mode = .hybrid
+        #expect(settings.restartKeys(ConfigurationChanges(live: ["gateway.auth"])).isEmpty)
+    }
 }

@@ -244,6 +244,44 @@ reload_status=$(prop openclaw-gateway.service StatusText)  # read at once: the j
 check "11.3 systemctl reload returns once the new config is in force (rc $reload_rc, $reload_status)" bash -c \
   "test $reload_rc = 0 && grep -qx 'config reload (SIGHUP): generation [0-9]*: applied gateway.controlUi.allowedOrigins, gateway.reload' <<<'$reload_status'"
 
+# 11.4 gateway.reload.mode restart: a change restarts the gateway instead of being taken up live.
+# It exits 75, systemd starts it again (RestartForceExitStatus=75) and the sessions cross as on
+# `systemctl restart`: here the watched file asks, then `systemctl reload`, which must succeed.
+until_new_pid() {  # the command for --during: waits until systemd has started another process
+  echo "for _ in \$(seq 100); do p=\$(systemctl show -p MainPID --value openclaw-gateway.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $1 ] && systemctl is-active -q openclaw-gateway.service && break; sleep 0.1; done"
+}
+pid_before=$(prop openclaw-gateway.service MainPID); restarts_before=$(prop openclaw-gateway.service NRestarts)
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during \
+  "printf '%s\n' \"{gateway: {reload: {mode: 'restart'}}}\" >$config.tmp && chmod 0644 $config.tmp && mv $config.tmp $config; $(until_new_pid "$pid_before")" 2>&1); rc=$?
+check "11.4 mode restart, the file changed: 50 sessions carried across the gateway's own restart: $out" test $rc = 0
+check "11.4 ... it asked for it (exit 75, one automatic restart, journal) and the store is empty" bash -c \
+  "test \$(systemctl show -p NRestarts --value openclaw-gateway.service) = $((restarts_before + 1)) &&
+   journalctl -b -u openclaw-gateway.service -o cat _PID=$pid_before | grep -q '^restarting to take up gateway.reload (gateway.reload.mode restart): exit 75' &&
+   test \$(systemctl show -p NFileDescriptorStore --value openclaw-gateway.service) = 0"
+pid_before=$(prop openclaw-gateway.service MainPID); restarts_before=$(prop openclaw-gateway.service NRestarts)
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during \
+  "printf '%s\n' \"{gateway: {reload: {mode: 'restart'}, controlUi: {allowedOrigins: ['https://ui2.example']}}}\" >$config.tmp && chmod 0644 $config.tmp && mv $config.tmp $config && systemctl reload openclaw-gateway.service; echo \$? >/tmp/reload-restart.rc; $(until_new_pid "$pid_before")" 2>&1); rc=$?
+check "11.4 mode restart, systemctl reload: it succeeds (rc $(cat /tmp/reload-restart.rc)) and 50 sessions cross the restart: $out" bash -c \
+  "test $rc = 0 && test \$(cat /tmp/reload-restart.rc) = 0 && test \$(systemctl show -p NRestarts --value openclaw-gateway.service) = $((restarts_before + 1))"
+# hybrid mode, a new port: the listener is the socket unit's, so no restart, and the journal says why
+pid_before=$(prop openclaw-gateway.service MainPID)
+write_config "{gateway: {port: 18799, reload: {mode: 'hybrid', debounceMs: 0}}}"
+for _ in $(seq 50); do journalctl -b -u openclaw-gateway.service -o cat _PID=$pid_before | grep -q 'not taken up: the listener is systemd' && break; sleep 0.1; done
+check "11.5 mode hybrid, gateway.port changed under socket activation: no restart, the journal says the socket unit decides" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat _PID=$pid_before | grep -qx 'gateway.port not taken up: the listener is systemd.s (openclaw-gateway.socket), whose ListenStream= decides; a restart would not change it' &&
+   test \$(systemctl show -p MainPID --value openclaw-gateway.service) = $pid_before && $PROBE health 18789"
+# a unit of one's own without RestartForceExitStatus=75: the gateway must not stop, and says why
+mkdir -p /run/systemd/system/openclaw-gateway.service.d
+printf '[Service]\nRestartForceExitStatus=\n' >/run/systemd/system/openclaw-gateway.service.d/no-force.conf
+systemctl daemon-reload
+write_config "{gateway: {reload: {mode: 'restart', debounceMs: 0}, controlUi: {allowedOrigins: ['https://ui3.example']}}}"
+for _ in $(seq 50); do journalctl -b -u openclaw-gateway.service -o cat _PID=$pid_before | grep -q 'not done:' && break; sleep 0.1; done
+check "11.6 mode restart in a unit without RestartForceExitStatus=75: no restart, the journal says why" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat _PID=$pid_before | grep -q '^restart needed for gateway.controlUi.allowedOrigins, gateway.reload (gateway.reload.mode restart), not done: openclaw-gateway.service would not be started again after exit 75' &&
+   test \$(systemctl show -p MainPID --value openclaw-gateway.service) = $pid_before && $PROBE health 18789"
+rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload
+rm -f "$config"
+
 # 6. SIGKILL: the next connection starts it again; nothing left behind
 systemctl kill -s KILL openclaw-gateway.service
 wait_inactive openclaw-gateway.service || true

@@ -37,6 +37,9 @@ typedef struct {
     char job_type[32];
     /// FileDescriptorStoreMax= of the service (0: no fd store).
     uint32_t fd_store_max;
+    /// RestartForceExitStatus= of the service: bit (s % 8) of byte (s / 8) is set for each exit
+    /// status s (0-255) after which systemd starts the service again, whatever Restart= says.
+    uint8_t restart_force_status[32];
 } openclaw_service_state;
 
 /// Asks systemd (org.freedesktop.systemd1) about the unit of `pid`. Each call waits at most
