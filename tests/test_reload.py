@@ -4,6 +4,7 @@ NOTIFY_SOCKET standing in for systemd."""
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -357,3 +358,77 @@ def test_hybrid_mode_does_not_restart_for_a_port_the_socket_unit_decides(gateway
                     r"a restart would not change it")
     assert http_get(port, "/healthz")[0] == 200
     assert gw.proc.poll() is None
+
+
+# ---- the limits: flags > environment > the file's env block (upstream's place for environment
+# variables, so the file stays valid for upstream's own schema) > defaults; a reload takes them up
+# for new connections
+
+
+def write_file(home, text):
+    return write_config(home, text)
+
+
+def test_a_reload_takes_up_the_connection_cap_and_the_tick_for_new_connections(gateways, home):
+    import socket
+    port = free_port()
+    write_file(home, json.dumps({"gateway": {"port": port, "reload": {"mode": "off"}}}))
+    gw = gateways([])
+    gw.wait_ready()
+    assert connect_as(port)["payload"]["policy"]["tickIntervalMs"] == 15_000
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        for s in held:  # both set up, before the cap changes
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert b" 200 " in s.recv(4096)
+        write_file(home, "{gateway: {port: %d, reload: {mode: 'off'}}, env: {OPENCLAW_GATEWAY_MAX_CONNECTIONS: '2', "
+                         "vars: {OPENCLAW_GATEWAY_TICK_INTERVAL_MS: 2500}}}" % port)
+        _, ready = sighup(gw)
+        assert status_of(ready) == ("config reload (SIGHUP): generation 2: applied env.OPENCLAW_GATEWAY_MAX_CONNECTIONS, "
+                                    "env.OPENCLAW_GATEWAY_TICK_INTERVAL_MS")
+        assert http_get(port, "/healthz")[0] == 503  # a third connection, beyond the new cap
+        for s in held:  # the two open ones are served on
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert b" 200 " in s.recv(4096)
+    finally:
+        for s in held:
+            s.close()
+    for _ in range(50):  # until the two closes have reached the server
+        if http_get(port, "/healthz")[0] == 200:
+            break
+        time.sleep(0.05)
+    assert connect_as(port)["payload"]["policy"]["tickIntervalMs"] == 2500
+    write_file(home, json.dumps({"gateway": {"port": port, "reload": {"mode": "off"}}}))
+    _, ready = sighup(gw)  # removed from the file: the defaults again
+    assert connect_as(port)["payload"]["policy"]["tickIntervalMs"] == 15_000
+
+
+def test_a_flag_beats_the_environment_which_beats_the_file(gateways, home):
+    port = free_port()
+    write_file(home, json.dumps({"gateway": {"port": port}, "env": {
+        "OPENCLAW_GATEWAY_TICK_INTERVAL_MS": "3000", "OPENCLAW_GATEWAY_MAX_PAYLOAD": "300000",
+        "OPENCLAW_GATEWAY_MAX_BUFFERED_BYTES": "3000000"}}))
+    gw = gateways(["--tick-interval-ms", "1000"], env={"OPENCLAW_GATEWAY_MAX_PAYLOAD": "200000"})
+    gw.wait_ready()
+    policy = connect_as(port)["payload"]["policy"]
+    assert policy == {"tickIntervalMs": 1000, "maxPayload": 200000, "maxBufferedBytes": 3000000}
+
+
+def test_a_bad_limit_in_the_file_is_exit_78_naming_it_and_in_the_environment_64(gateways, home):
+    path = write_file(home, json.dumps({"gateway": {"port": free_port()}, "env": {"OPENCLAW_GATEWAY_MAX_CONNECTIONS": "lots"}}))
+    gw = gateways([], notify=False)
+    assert gw.wait() == 78
+    assert gw.lines == [f"openclaw-gateway: invalid config {path}: env.OPENCLAW_GATEWAY_MAX_CONNECTIONS 'lots' is not "
+                        "a whole number of 1 or more"]
+    gw = gateways([], notify=False, env={"OPENCLAW_GATEWAY_HEADER_TIMEOUT_MS": "0"})
+    assert gw.wait() == 64
+    assert gw.lines == ["openclaw-gateway: invalid OPENCLAW_GATEWAY_HEADER_TIMEOUT_MS '0': expected a whole number of 1 or more"]
+
+
+def test_a_bad_limit_on_a_reload_keeps_the_last_good_one(gateways, home):
+    gw, port = start(gateways, home, {"reload": {"mode": "off"}})
+    write_file(home, "{gateway: {port: %d, reload: {mode: 'off'}}, env: {OPENCLAW_GATEWAY_TICK_INTERVAL_MS: '-5'}}" % port)
+    _, ready = sighup(gw)
+    assert "config reload skipped (invalid config)" in status_of(ready)
+    assert "env.OPENCLAW_GATEWAY_TICK_INTERVAL_MS '-5'" in status_of(ready)
+    assert connect_as(port)["payload"]["policy"]["tickIntervalMs"] == 15_000

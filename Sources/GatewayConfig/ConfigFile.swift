@@ -52,12 +52,45 @@ struct ConfigFile: Decodable, Equatable {
         var level: String?
     }
 
+    /// Upstream's top-level `env` block: environment variables for OpenClaw's processes, as
+    /// `env.NAME` or `env.vars.NAME`, applied only where the process environment lacks them. The
+    /// gateway reads its limits from it (``Limits``); other entries (`shellEnv`, values that are
+    /// not strings or numbers) are left alone.
+    struct Environment: Decodable, Equatable {
+        var values: [String: String] = [:]
+
+        private struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            // env.vars.NAME first, so that env.NAME wins over it as the later of the two
+            if let vars = try? container.nestedContainer(keyedBy: Key.self, forKey: Key(stringValue: "vars")) {
+                for key in vars.allKeys { values[key.stringValue] = Self.text(vars, key) }
+            }
+            for key in container.allKeys where key.stringValue != "vars" {
+                if let text = Self.text(container, key) { values[key.stringValue] = text }
+            }
+        }
+
+        private static func text(_ container: KeyedDecodingContainer<Key>, _ key: Key) -> String? {
+            if let text = try? container.decode(String.self, forKey: key) { return text }
+            if let number = try? container.decode(Int.self, forKey: key) { return String(number) }
+            return nil
+        }
+    }
+
     var gateway: Gateway?
     var logging: Logging?
+    var env: Environment?
     /// The file's bytes as read (for `config.get`'s raw text and hash).
     var contents: [UInt8] = []
 
-    enum CodingKeys: String, CodingKey { case gateway, logging }
+    enum CodingKeys: String, CodingKey { case gateway, logging, env }
 
     /// The parsed file; nil when it does not exist. Any other problem is a config error (exit 78)
     /// that names the file and what is wrong in it.

@@ -18,13 +18,19 @@ public struct CommandLineOptions: Sendable, Equatable {
     public var dev: Bool
     public var bind: String?
     public var token: String?
+    /// `--max-connections` and the other ``Limits/Key`` flags given.
+    public var limits: [Limits.Key: Int]
 
-    public init(port: String? = nil, profile: String? = nil, dev: Bool = false, bind: String? = nil, token: String? = nil) {
+    public init(
+        port: String? = nil, profile: String? = nil, dev: Bool = false, bind: String? = nil, token: String? = nil,
+        limits: [Limits.Key: Int] = [:]
+    ) {
         self.port = port
         self.profile = profile
         self.dev = dev
         self.bind = bind
         self.token = token
+        self.limits = limits
     }
 }
 
@@ -50,7 +56,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sen
 public let configurationEnvironmentNames = [
     "OPENCLAW_GATEWAY_PORT", "OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "STATE_DIRECTORY",
     "HOME",
-]
+] + Limits.Key.allCases.map(\.environmentName)
 
 /// The gateway's settings after flags, environment and `<state dir>/openclaw.json` are combined.
 public struct GatewayConfiguration: Sendable, Equatable {
@@ -93,6 +99,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// The file's `logging.level`, as a swift-log level name (trace, debug, info, notice, warning,
     /// error, critical); nil when unset. `--log-level` and OPENCLAW_LOG_LEVEL come before it.
     public var fileLogLevel: String?
+    /// The connection cap, payload caps, timeouts and tick interval that were set (by a flag,
+    /// the environment or the file's `env` block); the others are the server's defaults.
+    public var limits = Limits()
 
     public var lockRequest: GatewayLock.Request {
         GatewayLock.Request(address: bindAddress, port: port)
@@ -128,6 +137,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         let flagBind = try options.bind.map { (text) throws(ConfigurationError) in
             try parseBind(text, what: "--bind") { .usage($0) }
         }
+        let environmentLimits = try Limits.fromEnvironment(environment)
 
         let stateDirectory = try stateDirectory(profile: profile, environment: environment)
         let configFile = try configPath(stateDirectory: stateDirectory, environment: environment)
@@ -185,6 +195,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             }
             return level
         }
+        let limits = try Limits(
+            flags: options.limits, environment: environmentLimits, file: file?.env?.values ?? [:], configFile: configFile)
         let auth = try Auth.resolve(
             file?.gateway?.auth, flagToken: options.token, environment: environment, configFile: configFile)
         if !bindAddress.isLoopback && auth == .none {
@@ -206,7 +218,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             rateLimit: rateLimit,
             trustedProxies: trustedProxies,
             reload: reload,
-            fileLogLevel: fileLogLevel
+            fileLogLevel: fileLogLevel,
+            limits: limits
         )
     }
 
@@ -439,6 +452,9 @@ extension GatewayConfiguration {
         if trustedProxies != new.trustedProxies { changes.live.append("gateway.trustedProxies") }
         if reload != new.reload { changes.live.append("gateway.reload") }
         if fileLogLevel != new.fileLogLevel { changes.live.append("logging.level") }
+        for key in Limits.Key.allCases where limits[key] != new.limits[key] {
+            changes.live.append("env." + key.environmentName)
+        }
         return changes
     }
 
@@ -459,5 +475,66 @@ func logLevelName(_ text: String) -> String? {
     case "warn": "warning"
     case "fatal", "silent": "critical"  // swift-log has nothing quieter than critical
     default: nil
+    }
+}
+
+/// The connection cap, payload caps, timeouts and tick interval. Each is `--<flag>` > its
+/// environment variable > the same name in the config file's `env` block > the server's default
+/// (nil here). The file's `env` block is upstream's own place for environment variables
+/// (`env.NAME` or `env.vars.NAME`), so a file that sets them stays valid for the rest of
+/// OpenClaw, whose schema refuses keys it does not know. A reload reads them again, and new
+/// connections get the new values.
+public struct Limits: Sendable, Equatable {
+    public enum Key: String, CaseIterable, Sendable {
+        case maxConnections = "max-connections"
+        case maxPayload = "max-payload"
+        case maxBufferedBytes = "max-buffered-bytes"
+        case handshakeTimeoutMs = "handshake-timeout-ms"
+        case tickIntervalMs = "tick-interval-ms"
+        case headerTimeoutMs = "header-timeout-ms"
+        case maxHeaderBytes = "max-header-bytes"
+
+        /// `--max-connections`.
+        public var flag: String { "--" + rawValue }
+        /// `OPENCLAW_GATEWAY_MAX_CONNECTIONS`.
+        public var environmentName: String {
+            "OPENCLAW_GATEWAY_" + String(rawValue.uppercased().map { $0 == "-" ? "_" : $0 })
+        }
+    }
+
+    public private(set) var values: [Key: Int] = [:]
+
+    public init(_ values: [Key: Int] = [:]) {
+        self.values = values
+    }
+
+    public subscript(key: Key) -> Int? { values[key] }
+
+    /// The limits the environment sets; a value that is not a whole number of 1 or more is a
+    /// usage error (64) naming the variable.
+    static func fromEnvironment(_ environment: [String: String]) throws(ConfigurationError) -> [Key: Int] {
+        var found: [Key: Int] = [:]
+        for key in Key.allCases {
+            guard let text = environment[key.environmentName]?.trimmingASCIISpaces(), !text.isEmpty else { continue }
+            guard let value = Int(text), value >= 1 else {
+                throw .usage("invalid \(key.environmentName) '\(text)': expected a whole number of 1 or more")
+            }
+            found[key] = value
+        }
+        return found
+    }
+
+    init(flags: [Key: Int], environment: [Key: Int], file: [String: String], configFile: String) throws(ConfigurationError) {
+        for key in Key.allCases {
+            if let value = flags[key] ?? environment[key] {
+                values[key] = value
+            } else if let text = file[key.environmentName]?.trimmingASCIISpaces() {
+                guard let value = Int(text), value >= 1 else {
+                    throw .config(
+                        "invalid config \(configFile): env.\(key.environmentName) '\(text)' is not a whole number of 1 or more")
+                }
+                values[key] = value
+            }
+        }
     }
 }

@@ -198,26 +198,27 @@ public final class GatewayServer: Sendable {
         let rateLimiter = self.rateLimiter
         let refusals = self.refusals
         let logger = self.logger
-        let maxBuffered = configuration.controlPlane.maxBufferedBytes
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: configuration.backlog)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: maxBuffered / 2, high: maxBuffered))
             .serverChannelInitializer { channel in
                 // Before NIO's accept handler: every connection is counted, and judged against
-                // the cap, in the order the listener accepts them.
+                // the cap in force, in the order the listener accepts them.
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionAdmission(connections: connections, maxConnections: configuration.maxConnections))
+                        ConnectionAdmission(
+                            connections: connections,
+                            maxConnections: { live.withLockedValue { $0.configuration.maxConnections } }))
                 }
             }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SetUpNotice(connections: connections))
                     if connections.isBeyondCap(channel) {
+                        let cap = live.withLockedValue { $0.configuration.maxConnections }
                         refusals.refused(.cap, peer: channel.remoteAddress, reason: "too many connections",
-                                         detail: ("max", String(configuration.maxConnections)))
+                                         detail: ("max", String(cap)))
                         try channel.pipeline.syncOperations.addHandler(ServiceUnavailableHandler())
                         return
                     }
@@ -238,6 +239,8 @@ public final class GatewayServer: Sendable {
     ) throws {
         let current = live.withLockedValue { $0 }
         let (configuration, origins, hosts) = (current.configuration, current.origins, current.hosts)
+        let maxBuffered = configuration.controlPlane.maxBufferedBytes
+        try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: maxBuffered / 2, high: maxBuffered))
         let httpHandler = HTTPHandler(origins: origins, hosts: hosts, refusals: refusals, probeHeaders: current.probeHeaders)
         let idle = IdleStateHandler(readTimeout: configuration.headerReadTimeout)
         let gate = QuiesceGate()
@@ -466,15 +469,20 @@ final class ConnectionAdmission: ChannelInboundHandler, Sendable {
     typealias InboundIn = Channel
 
     let connections: ConnectionRegistry
-    let maxConnections: Int
+    /// The cap in force when a connection is accepted (a reload may change it).
+    let maxConnections: @Sendable () -> Int
 
-    init(connections: ConnectionRegistry, maxConnections: Int) {
+    init(connections: ConnectionRegistry, maxConnections: @escaping @Sendable () -> Int) {
         self.connections = connections
         self.maxConnections = maxConnections
     }
 
+    convenience init(connections: ConnectionRegistry, maxConnections: Int) {
+        self.init(connections: connections, maxConnections: { maxConnections })
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connections.admit(unwrapInboundIn(data), maxConnections: maxConnections)
+        connections.admit(unwrapInboundIn(data), maxConnections: maxConnections())
         context.fireChannelRead(data)
     }
 }

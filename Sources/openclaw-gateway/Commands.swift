@@ -82,44 +82,48 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "If another openclaw-gateway holds the port, stop it (SIGTERM, SIGKILL after 5 s) and take the port. Never touches anything else.")
     var force = false
 
-    @Option(name: .long, help: ArgumentHelp("Open connections at most; beyond, HTTP 503. Default \(RunSettings.defaults.maxConnections).", valueName: "n"))
-    var maxConnections: Int = RunSettings.defaults.maxConnections
+    @Option(name: .long, help: Limits.Key.maxConnections.help)
+    var maxConnections: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Largest client frame after hello-ok, bytes (policy.maxPayload). Default \(RunSettings.defaults.maxPayload).", valueName: "bytes"))
-    var maxPayload: Int = RunSettings.defaults.maxPayload
+    @Option(name: .long, help: Limits.Key.maxPayload.help)
+    var maxPayload: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes). Default \(RunSettings.defaults.maxBufferedBytes).", valueName: "bytes"))
-    var maxBufferedBytes: Int = RunSettings.defaults.maxBufferedBytes
+    @Option(name: .long, help: Limits.Key.maxBufferedBytes.help)
+    var maxBufferedBytes: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Time a client has to send connect, ms. Default \(RunSettings.defaults.handshakeTimeoutMs).", valueName: "ms"))
-    var handshakeTimeoutMs: Int = RunSettings.defaults.handshakeTimeoutMs
+    @Option(name: .long, help: Limits.Key.handshakeTimeoutMs.help)
+    var handshakeTimeoutMs: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Interval of tick events, ms (policy.tickIntervalMs). Default \(RunSettings.defaults.tickIntervalMs).", valueName: "ms"))
-    var tickIntervalMs: Int = RunSettings.defaults.tickIntervalMs
+    @Option(name: .long, help: Limits.Key.tickIntervalMs.help)
+    var tickIntervalMs: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Time for a request's headers to arrive, ms. Default \(RunSettings.defaults.headerTimeoutMs).", valueName: "ms"))
-    var headerTimeoutMs: Int = RunSettings.defaults.headerTimeoutMs
+    @Option(name: .long, help: Limits.Key.headerTimeoutMs.help)
+    var headerTimeoutMs: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Header bytes per HTTP request at most. Default \(RunSettings.defaults.maxHeaderBytes).", valueName: "bytes"))
-    var maxHeaderBytes: Int = RunSettings.defaults.maxHeaderBytes
+    @Option(name: .long, help: Limits.Key.maxHeaderBytes.help)
+    var maxHeaderBytes: Int?
+
+    /// The limit flags given, by key.
+    var limits: [Limits.Key: Int] {
+        let given: [(Limits.Key, Int?)] = [
+            (.maxConnections, maxConnections), (.maxPayload, maxPayload), (.maxBufferedBytes, maxBufferedBytes),
+            (.handshakeTimeoutMs, handshakeTimeoutMs), (.tickIntervalMs, tickIntervalMs),
+            (.headerTimeoutMs, headerTimeoutMs), (.maxHeaderBytes, maxHeaderBytes),
+        ]
+        return Dictionary(uniqueKeysWithValues: given.compactMap { key, value in value.map { (key, $0) } })
+    }
 
     var options: CommandLineOptions {
-        CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token)
+        CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token, limits: limits)
     }
 
     var settings: RunSettings {
-        RunSettings(
-            options: options, logLevel: logLevel, force: force, maxConnections: maxConnections,
-            maxPayload: maxPayload, maxBufferedBytes: maxBufferedBytes, handshakeTimeoutMs: handshakeTimeoutMs,
-            tickIntervalMs: tickIntervalMs, headerTimeoutMs: headerTimeoutMs, maxHeaderBytes: maxHeaderBytes)
+        RunSettings(options: options, logLevel: logLevel, force: force)
     }
 
     func validate() throws {
-        for (name, value) in [("--max-connections", maxConnections), ("--max-payload", maxPayload),
-                              ("--max-buffered-bytes", maxBufferedBytes), ("--handshake-timeout-ms", handshakeTimeoutMs),
-                              ("--tick-interval-ms", tickIntervalMs), ("--header-timeout-ms", headerTimeoutMs),
-                              ("--max-header-bytes", maxHeaderBytes)] where value < 1 {
-            throw ValidationError("invalid \(name) \(value): expected a positive number")
+        for (key, value) in limits.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where value < 1 {
+            throw ValidationError("invalid \(key.flag) \(value): expected a positive number")
         }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("invalid --log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
@@ -131,21 +135,47 @@ enum GatewayVersion {
     static let current = "0.2.0"
 }
 
-/// What `run` takes from its command line. Its defaults are the server's and the control plane's
-/// own (written once, there); RunCommand's options and their help text read them from here.
+/// What `run` takes from its command line; the limit flags are in `options`
+/// (``CommandLineOptions/limits``), resolved with the environment and the file at start and at
+/// each reload.
 struct RunSettings: Equatable {
-    static let defaults = RunSettings()
-
     var options = CommandLineOptions()
     var logLevel: String? = nil
     var force = false
-    var maxConnections = ServerConfiguration.defaultMaxConnections
-    var maxPayload = ControlPlaneConfiguration.defaults.maxPayload
-    var maxBufferedBytes = ControlPlaneConfiguration.defaults.maxBufferedBytes
-    var handshakeTimeoutMs = ControlPlaneConfiguration.defaults.handshakeTimeoutMs
-    var tickIntervalMs = ControlPlaneConfiguration.defaults.tickIntervalMs
-    var headerTimeoutMs = ServerConfiguration.defaultHeaderReadTimeoutMs
-    var maxHeaderBytes = ServerConfiguration.defaultMaxHeaderBytes
+}
+
+/// The limits' one table: what each is, its unit, and its default, which is the server's or the
+/// control plane's own (written once, there). The help text and the server's settings read it.
+extension Limits.Key {
+    var defaultValue: Int {
+        switch self {
+        case .maxConnections: ServerConfiguration.defaultMaxConnections
+        case .maxPayload: ControlPlaneConfiguration.defaults.maxPayload
+        case .maxBufferedBytes: ControlPlaneConfiguration.defaults.maxBufferedBytes
+        case .handshakeTimeoutMs: ControlPlaneConfiguration.defaults.handshakeTimeoutMs
+        case .tickIntervalMs: ControlPlaneConfiguration.defaults.tickIntervalMs
+        case .headerTimeoutMs: ServerConfiguration.defaultHeaderReadTimeoutMs
+        case .maxHeaderBytes: ServerConfiguration.defaultMaxHeaderBytes
+        }
+    }
+
+    private var meaning: (text: String, unit: String) {
+        switch self {
+        case .maxConnections: ("Open connections at most; beyond, HTTP 503.", "n")
+        case .maxPayload: ("Largest client frame after hello-ok, bytes (policy.maxPayload).", "bytes")
+        case .maxBufferedBytes: ("Outbound bytes queued for one client before it is dropped (policy.maxBufferedBytes).", "bytes")
+        case .handshakeTimeoutMs: ("Time a client has to send connect, ms.", "ms")
+        case .tickIntervalMs: ("Interval of tick events, ms (policy.tickIntervalMs).", "ms")
+        case .headerTimeoutMs: ("Time for a request's headers to arrive, ms.", "ms")
+        case .maxHeaderBytes: ("Header bytes per HTTP request at most.", "bytes")
+        }
+    }
+
+    var help: ArgumentHelp {
+        ArgumentHelp(
+            "\(meaning.text) Also \(environmentName), then the config file's env.\(environmentName); a reload takes it up for new connections. Default \(defaultValue).",
+            valueName: meaning.unit)
+    }
 }
 
 enum GatewayCommandLine {

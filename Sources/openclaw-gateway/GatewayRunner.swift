@@ -90,11 +90,7 @@ enum GatewayRunner {
             logger.debug("read config \(configuration.configFile)")
         }
         logIgnoredPort(configuration, acquired: acquired, logger: logger)
-        var controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, secret: .none)  // take() sets it
-        controlPlane.maxPayload = command.maxPayload
-        controlPlane.maxBufferedBytes = command.maxBufferedBytes
-        controlPlane.handshakeTimeoutMs = command.handshakeTimeoutMs
-        controlPlane.tickIntervalMs = command.tickIntervalMs
+        let controlPlane = ControlPlaneConfiguration(serverVersion: GatewayVersion.current, secret: .none)  // take() sets it
         let info = ServerInfo(
             pid: Int(getpid()), urls: acquired.urls, profile: configuration.profile,
             listenerSource: acquired.source.rawValue, listenerNames: acquired.listeners.compactMap(\.name),
@@ -103,9 +99,6 @@ enum GatewayRunner {
             stateDirectory: configuration.stateDirectory)
         var server = ServerConfiguration(controlPlane: controlPlane, info: info)
         server.take(configuration)
-        server.maxConnections = command.maxConnections
-        server.headerReadTimeout = .milliseconds(Int64(command.headerTimeoutMs))
-        server.maxHeaderBytes = command.maxHeaderBytes
         return .success(
             PreparedGateway(
                 acquired: acquired, configuration: configuration, options: command.options, logLevelFlag: command.logLevel,
@@ -458,8 +451,9 @@ enum SystemdUnit {
 }
 
 extension ServerConfiguration {
-    /// What the config file decides, at start and at each reload: the secret, browser origins,
-    /// the failed-auth limit, trusted proxies, and the file `config.get` shows.
+    /// What the configuration decides, at start and at each reload: the secret, browser origins,
+    /// the failed-auth limit, trusted proxies, the file `config.get` shows, and the limits (for
+    /// connections set up after it).
     mutating func take(_ configuration: GatewayConfiguration) {
         controlPlane.secret = configuration.auth.secret
         allowedOrigins = configuration.allowedOrigins
@@ -471,6 +465,15 @@ extension ServerConfiguration {
             exemptLoopback: configuration.rateLimit.exemptLoopback ?? limit.exemptLoopback)
         trustedProxies = configuration.trustedProxies
         info.configFile = ConfigFileSource(path: configuration.configFile, contents: configuration.configFileContents)
+        let limits = configuration.limits
+        func value(_ key: Limits.Key) -> Int { limits[key] ?? key.defaultValue }
+        maxConnections = value(.maxConnections)
+        headerReadTimeout = .milliseconds(Int64(value(.headerTimeoutMs)))
+        maxHeaderBytes = value(.maxHeaderBytes)
+        controlPlane.maxPayload = value(.maxPayload)
+        controlPlane.maxBufferedBytes = value(.maxBufferedBytes)
+        controlPlane.handshakeTimeoutMs = value(.handshakeTimeoutMs)
+        controlPlane.tickIntervalMs = value(.tickIntervalMs)
     }
 }
 

@@ -257,6 +257,27 @@ struct Home {
         #expect(settings.mode == .hot && settings.debounceMs == 0)
     }
 
+    @Test func limitsAreFlagThenEnvironmentThenTheFilesEnvBlockThenUnset() throws {
+        let home = Home()
+        _ = home.writeConfig(
+            #"{env: {OPENCLAW_GATEWAY_MAX_CONNECTIONS: '30', OPENCLAW_GATEWAY_MAX_PAYLOAD: 4000, shellEnv: {enabled: true}, "#
+                + #"vars: {OPENCLAW_GATEWAY_TICK_INTERVAL_MS: '700', OPENCLAW_GATEWAY_MAX_PAYLOAD: '1'}}}"#)
+        var environment = home.environment
+        environment["OPENCLAW_GATEWAY_MAX_CONNECTIONS"] = "20"
+        let options = CommandLineOptions(limits: [.tickIntervalMs: 500])
+        let limits = try GatewayConfiguration.resolve(options, environment: environment).limits
+        // env.NAME wins over env.vars.NAME, as the later of upstream's two spellings
+        #expect(limits == Limits([.maxConnections: 20, .maxPayload: 4000, .tickIntervalMs: 500]))
+        #expect(Limits.Key.allCases.map(\.environmentName).allSatisfy(configurationEnvironmentNames.contains))
+        #expect(Limits.Key.headerTimeoutMs.environmentName == "OPENCLAW_GATEWAY_HEADER_TIMEOUT_MS")
+        let before = try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        _ = home.writeConfig(#"{env: {OPENCLAW_GATEWAY_MAX_CONNECTIONS: '31'}}"#)
+        let after = try GatewayConfiguration.resolve(.init(), environment: home.environment)
+        #expect(before.changes(to: after) == ConfigurationChanges(live: [
+            "env.OPENCLAW_GATEWAY_MAX_CONNECTIONS", "env.OPENCLAW_GATEWAY_MAX_PAYLOAD", "env.OPENCLAW_GATEWAY_TICK_INTERVAL_MS",
+        ]))
+    }
+
     @Test func eachReloadModeRestartsForWhatUpstreamsDoes() {
         let changes = ConfigurationChanges(live: ["gateway.auth"], needRestart: ["gateway.port"])
         var settings = ReloadSettings()
