@@ -160,36 +160,58 @@ def _outcome(argv, env):
     return proc.returncode, proc.stderr.decode()
 
 
-def test_the_early_lock_refuses_and_fails_exactly_like_the_full_parse(tmp_path):
-    # A plain `run` whose only flags are the lock's own takes the lock before ArgumentParser runs
-    # (a duplicate is refused faster). Adding `--log-level info` changes nothing a user sees but
-    # sends the same command line through ArgumentParser first: both must end the same way, for
-    # every command line, the port held or not reachable.
+def test_run_has_one_parser_and_every_command_line_ends_in_64_or_78_on_a_held_port(tmp_path):
+    # `run` is read by one hand-written parser (ArgumentParser reads the other commands): each of
+    # these command lines is refused (a usage error, or the held port) with the status and the
+    # line it calls for, and nothing starts.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen(8)
         port = str(holder.getsockname()[1])
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LANG": "C.UTF-8",
                "OPENCLAW_GATEWAY_PORT": port}  # every default resolves to the held port: nothing starts
+        duplicate = f"GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:{port}"
+        usage = "openclaw-gateway: {} (see openclaw-gateway run --help)"
         corpus = [
-            [], ["run"], ["--port", port], [f"--port={port}"], ["run", "--port", port], ["--dev"],
-            ["--port", port, "--dev"], ["--profile", "work"], ["--profile=work", "--port", port],
-            ["--bind", "loopback"], ["--bind", "lan"], ["--bind", "lan", "--token", "t"], ["--token", "t"],
-            ["--bind", "127.0.0.1"], ["--bind", "not-an-address"], ["--port", "abc"], ["--port", "70000"],
-            ["--port", "0"], ["--port="], ["--port"], ["--profile", "bad/name"], ["--dev", "--profile", "x"],
-            ["--port", port, "--port", port], ["--dev=true"], ["--port", "-1"], ["run", "run"],
+            ([], 78, duplicate), (["run"], 78, duplicate), (["--port", port], 78, duplicate),
+            ([f"--port={port}"], 78, duplicate), (["run", "--port", port], 78, duplicate),
+            (["--port", "1", "--port", port], 78, duplicate),  # the last one wins, as in ArgumentParser
+            (["--profile=work", "--port", port], 78, duplicate), (["--log-level", "debug"], 78, duplicate),
+            (["--max-connections", "5"], 78, duplicate), (["--bind", "127.0.0.1"], 78, duplicate),
+            (["--bind", "lan"], 78, "openclaw-gateway: refusing to listen on ws://0.0.0.0:%s without a token or password: " % port),
+            (["--bind", "not-an-address"], 64, "openclaw-gateway: --bind 'not-an-address': expected loopback, lan or an IP address"),
+            (["--port", "abc"], 64, "openclaw-gateway: invalid --port 'abc': expected a port number from 1 to 65535"),
+            (["--port", "-1"], 64, "openclaw-gateway: invalid --port '-1': expected a port number from 1 to 65535"),
+            (["--port="], 64, "openclaw-gateway: invalid --port '': expected a port number from 1 to 65535"),
+            (["--port"], 64, usage.format("missing value for '--port <port>'")),
+            (["--port", "--dev"], 64, usage.format("missing value for '--port <port>'")),
+            (["--dev=true"], 64, usage.format("'--dev' takes no value")),
+            (["run", "run"], 64, usage.format("unexpected argument 'run'")),
+            (["--prot", "1"], 64, usage.format("unknown option '--prot'")),
+            (["--max-connections", "x"], 64, usage.format("invalid --max-connections 'x': expected a whole number")),
+            (["--max-connections", "0"], 64, usage.format("invalid --max-connections 0: expected a positive number")),
+            (["--log-level", "loud"], 64, usage.format(
+                "invalid --log-level 'loud': expected trace, debug, info, notice, warning, error or critical")),
+            (["--dev", "--profile", "x"], 64, 'openclaw-gateway: --dev and --profile cannot be combined (--dev is the profile "dev")'),
+            (["--profile", "bad/name"], 64, "openclaw-gateway: invalid profile name 'bad/name': use letters, digits, '.', '_' and '-'"),
         ]
-        for argv in corpus:
-            early = _outcome(argv, env)
-            # A command line ending in a flag that wants a value takes the extra flag as that value,
-            # so the extra flag goes first there: the same command line is never run twice.
-            full = _outcome([*argv, "--log-level", "info"] if argv[-1:] != ["--port"] else ["--log-level", "info", *argv], env)
-            assert early[0] in (64, 78), (argv, early)  # nothing may start on a held port
-            assert early == full, (argv, early, full)
-        # and the refusal itself, through the early path
-        rc, err = _outcome(["--port", port], env)
-        assert rc == 78
-        assert err.splitlines()[0] == f"GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:{port}"
+        for argv, status, first_line in corpus:
+            rc, err = _outcome(argv, env)
+            assert (rc, err.splitlines()[0][:len(first_line)]) == (status, first_line), (argv, rc, err)
+
+
+def test_the_completion_scripts_know_every_option_of_run_help(gateways):
+    # ArgumentParser writes the completion scripts from RunCommand, which declares run's options
+    # from the parser's own table: the two lists must be the same.
+    import re
+    helped = subprocess.run([BIN, "run", "--help"], capture_output=True, text=True, timeout=15).stdout
+    names = set(re.findall(r"^  (--[a-z-]+)", helped, re.M)) - {"--help"}
+    script = subprocess.run([BIN, "--generate-completion-script", "bash"], capture_output=True, text=True, timeout=15).stdout
+    body = script[script.index("_openclaw-gateway_run()"):]
+    body = body[:body.index("\n}\n")]
+    declared = set(re.findall(r"--[a-z][a-z-]+", " ".join(re.findall(r"non_repeating_(?:flags|options)=\(([^)]*)\)", body))))
+    assert names and names == declared - {"--version", "--help"}, (names ^ declared)
+    assert subprocess.run([BIN, "help", "run"], capture_output=True, text=True, timeout=15).stdout == helped
 
 
 def test_a_bind_to_an_address_this_host_lacks_says_so_and_what_to_do(gateways):

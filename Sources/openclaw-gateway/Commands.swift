@@ -38,97 +38,32 @@ struct HandoverFormatsCommand: ParsableCommand {
     }
 }
 
+/// `run` as ArgumentParser shows it: in the top-level help, `help run` and the shell completion
+/// scripts. It never parses a command line: ``RunArguments`` is run's only parser, and every
+/// option here takes its name and help from that table.
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Serve the gateway (the default command).",
-        discussion: """
-            The listening socket comes from systemd (socket activation: LISTEN_FDS, fds named \
-            'gateway' preferred) or, without it, from a bind of --bind:--port by this process. A \
-            second gateway on the same port exits at once with status 78:
-              GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:<port>
+        commandName: "run", abstract: RunArguments.abstract, discussion: RunArguments.discussion)
 
-            Exit statuses: 0 clean shutdown (SIGTERM or SIGINT); 64 usage error (bad flag, port,             profile or bind); 75 stopped for systemd to start it again with a changed configuration             (gateway.reload.mode restart or hybrid); 78 the listener could not be had             (GatewayLockError) or the configuration is wrong.
-            """
-    )
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Port to listen on (1-65535). Precedence: --port, OPENCLAW_GATEWAY_PORT, config gateway.port, 18789 (19001 for --dev).",
-        valueName: "port"))
-    var port: String?
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Isolated profile: state directory ~/.openclaw-<name> with its own openclaw.json.", valueName: "name"))
-    var profile: String?
-
-    @Flag(name: .long, help: "The 'dev' profile (default port 19001). Cannot be combined with --profile.")
-    var dev = false
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Address to listen on: loopback (127.0.0.1, plus [::1] best-effort), lan (0.0.0.0) or an IP address. Beyond loopback a token or password (OPENCLAW_GATEWAY_PASSWORD, gateway.auth.password) is required.",
-        valueName: "loopback|lan|ip"))
-    var bind: String?
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Shared token clients must present (also OPENCLAW_GATEWAY_TOKEN or config gateway.auth.token). Prefer the environment: flags are visible in ps.",
-        valueName: "token"))
-    var token: String?
-
-    @Option(name: .long, help: ArgumentHelp(
-        "trace, debug, info, notice, warning, error or critical (also OPENCLAW_LOG_LEVEL, then config logging.level). Default: info.",
-        valueName: "level"))
-    var logLevel: String?
-
-    @Flag(name: .long, help: "If another openclaw-gateway holds the port, stop it (SIGTERM, SIGKILL after 5 s) and take the port. Never touches anything else.")
-    var force = false
-
-    @Option(name: .long, help: Limits.Key.maxConnections.help)
-    var maxConnections: Int?
-
-    @Option(name: .long, help: Limits.Key.maxPayload.help)
-    var maxPayload: Int?
-
-    @Option(name: .long, help: Limits.Key.maxBufferedBytes.help)
-    var maxBufferedBytes: Int?
-
-    @Option(name: .long, help: Limits.Key.handshakeTimeoutMs.help)
-    var handshakeTimeoutMs: Int?
-
-    @Option(name: .long, help: Limits.Key.tickIntervalMs.help)
-    var tickIntervalMs: Int?
-
-    @Option(name: .long, help: Limits.Key.headerTimeoutMs.help)
-    var headerTimeoutMs: Int?
-
-    @Option(name: .long, help: Limits.Key.maxHeaderBytes.help)
-    var maxHeaderBytes: Int?
-
-    /// The limit flags given, by key.
-    var limits: [Limits.Key: Int] {
-        let given: [(Limits.Key, Int?)] = [
-            (.maxConnections, maxConnections), (.maxPayload, maxPayload), (.maxBufferedBytes, maxBufferedBytes),
-            (.handshakeTimeoutMs, handshakeTimeoutMs), (.tickIntervalMs, tickIntervalMs),
-            (.headerTimeoutMs, headerTimeoutMs), (.maxHeaderBytes, maxHeaderBytes),
-        ]
-        return Dictionary(uniqueKeysWithValues: given.compactMap { key, value in value.map { (key, $0) } })
+    private static func help(_ name: String) -> ArgumentHelp {
+        let option = RunArguments.option(name)!
+        return ArgumentHelp(option.help, valueName: option.valueName)
     }
 
-    var options: CommandLineOptions {
-        CommandLineOptions(port: port, profile: profile, dev: dev, bind: bind, token: token, limits: limits)
-    }
-
-    var settings: RunSettings {
-        RunSettings(options: options, logLevel: logLevel, force: force)
-    }
-
-    func validate() throws {
-        for (key, value) in limits.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where value < 1 {
-            throw ValidationError("invalid \(key.flag) \(value): expected a positive number")
-        }
-        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("invalid --log-level '\(logLevel)': expected trace, debug, info, notice, warning, error or critical")
-        }
-    }
+    @Option(name: .long, help: help("--port")) var port: String?
+    @Option(name: .long, help: help("--profile")) var profile: String?
+    @Flag(name: .long, help: help("--dev")) var dev = false
+    @Option(name: .long, help: help("--bind")) var bind: String?
+    @Option(name: .long, help: help("--token")) var token: String?
+    @Option(name: .long, help: help("--log-level")) var logLevel: String?
+    @Flag(name: .long, help: help("--force")) var force = false
+    @Option(name: .long, help: help(Limits.Key.maxConnections.flag)) var maxConnections: Int?
+    @Option(name: .long, help: help(Limits.Key.maxPayload.flag)) var maxPayload: Int?
+    @Option(name: .long, help: help(Limits.Key.maxBufferedBytes.flag)) var maxBufferedBytes: Int?
+    @Option(name: .long, help: help(Limits.Key.handshakeTimeoutMs.flag)) var handshakeTimeoutMs: Int?
+    @Option(name: .long, help: help(Limits.Key.tickIntervalMs.flag)) var tickIntervalMs: Int?
+    @Option(name: .long, help: help(Limits.Key.headerTimeoutMs.flag)) var headerTimeoutMs: Int?
+    @Option(name: .long, help: help(Limits.Key.maxHeaderBytes.flag)) var maxHeaderBytes: Int?
 }
 
 enum GatewayVersion {
@@ -171,51 +106,24 @@ extension Limits.Key {
         }
     }
 
-    var help: ArgumentHelp {
-        ArgumentHelp(
-            "\(meaning.text) Also \(environmentName), then the config file's env.\(environmentName); a reload takes it up for new connections. Default \(defaultValue).",
-            valueName: meaning.unit)
+    var valueName: String { meaning.unit }
+
+    var helpText: String {
+        "\(meaning.text) Also \(environmentName), then the config file's env.\(environmentName); a reload takes it up for new connections. Default \(defaultValue)."
     }
 }
 
 enum GatewayCommandLine {
-    /// The flags the lock depends on (--port, --profile, --dev, --bind, --token, as `--name value`
-    /// or `--name=value`, after an optional `run`) when the command line has nothing else; nil for
-    /// anything else — another command, --help, --force, any other option, a repeated flag, a
-    /// missing value or one that looks like an option — which ArgumentParser parses, as always.
-    /// What this accepts, ArgumentParser reads the same way: tests run the same command lines
-    /// both ways (by adding a neutral `--log-level info`) and require the same outcome.
-    static func lockFlags(_ arguments: [String]) -> CommandLineOptions? {
-        var rest = arguments[...]
-        if rest.first == "run" { rest = rest.dropFirst() }
-        var options = CommandLineOptions()
-        var seen: [String] = []
-        while let argument = rest.popFirst() {
-            guard argument.hasPrefix("--") else { return nil }
-            var name = argument
-            var value: String?
-            if let equals = argument.firstIndex(of: "=") {
-                name = String(argument[..<equals])
-                value = String(argument[argument.index(after: equals)...])
-            }
-            guard !seen.contains(name) else { return nil }
-            seen.append(name)
-            if name == "--dev" {
-                guard value == nil else { return nil }
-                options.dev = true
-                continue
-            }
-            if value == nil { value = rest.popFirst() }
-            guard let value, !value.isEmpty, !value.hasPrefix("-") else { return nil }
-            switch name {
-            case "--port": options.port = value
-            case "--profile": options.profile = value
-            case "--bind": options.bind = value
-            case "--token": options.token = value
-            default: return nil
-            }
-        }
-        return options
+    /// What ArgumentParser reads: the other commands, and the top-level help, version and
+    /// completion scripts. Everything else is `run` (the default command), read by
+    /// ``RunArguments``.
+    static func isForArgumentParser(_ arguments: [String]) -> Bool {
+        guard let first = arguments.first else { return false }
+        let commands = OpenclawGateway.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        if first == "help" { return arguments.dropFirst().first != "run" }
+        if commands.contains(first) && first != "run" { return true }
+        return ["--help", "-h", "--version"].contains(first) || first.hasPrefix("--generate-completion-script")
+            || first == "--experimental-dump-help"
     }
 
     /// Help and version print and exit 0; a usage error is one line on stderr (a daemon's errors
@@ -232,36 +140,41 @@ enum GatewayCommandLine {
     /// Parses the command line and does everything that must happen on the main thread before any
     /// other thread exists; exits on a usage, configuration or lock error.
     static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
-        // The lock first when the command line is only the lock's own flags: a duplicate is
-        // refused, and a socket-activated start gets going, without ArgumentParser, whose parse
-        // alone takes longer than a minimal bind-and-exit. Such a command line has nothing else
-        // to parse: every other setting keeps its default.
-        if let options = lockFlags(arguments), let early = GatewayRunner.lockEarly(options, activation: activation) {
-            switch GatewayRunner.prepare(RunSettings(options: options), activation: activation, early: early) {
-            case .success(let prepared):
-                return prepared
-            case .failure(let failure):
-                RestartHandover.closeStored(activation)
-                exit(failure.status)
-            }
-        }
-        let command: ParsableCommand
-        do {
-            command = try OpenclawGateway.parseAsRoot(arguments)
-        } catch {
+        guard !isForArgumentParser(arguments) else {
             RestartHandover.closeStored(activation)
-            exitForParseError(error)
-        }
-        guard let run = command as? RunCommand else {
+            var command: ParsableCommand
             do {
-                var other = command
-                try other.run()
+                command = try OpenclawGateway.parseAsRoot(arguments)
+            } catch {
+                exitForParseError(error)
+            }
+            do {
+                try command.run()
                 exit(0)
             } catch {
                 OpenclawGateway.exit(withError: error)
             }
         }
-        switch GatewayRunner.prepare(run.settings, activation: activation) {
+        let settings: RunSettings
+        switch RunArguments.parse(arguments.first == "help" ? ["--help"] : arguments) {
+        case .success(.run(let parsed)):
+            settings = parsed
+        case .success(.help):
+            print(RunArguments.helpText, terminator: "")
+            exit(0)
+        case .success(.version):
+            print(GatewayVersion.current)
+            exit(0)
+        case .failure(let error):
+            RestartHandover.closeStored(activation)
+            printError("openclaw-gateway: \(error.message) (see openclaw-gateway run --help)")
+            exit(64)
+        }
+        // The lock first, with as little as it needs (the environment's few names, no other
+        // setting): a duplicate is refused, and a socket-activated start gets going, at once.
+        // --force goes the full way, which knows how to take the port over.
+        let early = settings.force ? nil : GatewayRunner.lockEarly(settings.options, logLevel: settings.logLevel, activation: activation)
+        switch GatewayRunner.prepare(settings, activation: activation, early: early) {
         case .success(let prepared):
             return prepared
         case .failure(let failure):

@@ -30,19 +30,18 @@ enum GatewayRunner {
         let acquired: GatewayLock.Acquired
     }
 
-    /// Configuration and lock for a plain `run` whose only flags are the lock's own (read by
-    /// ``GatewayCommandLine/lockFlags(_:)``), without ArgumentParser. A duplicate is refused
-    /// here, exactly as ``prepare(_:activation:early:)`` would refuse it. Anything else — a
-    /// configuration error, another bind failure, a bad LISTEN_* — returns nil and goes the full
-    /// way, which reports it.
-    static func lockEarly(_ options: CommandLineOptions, activation: SystemdActivation) -> EarlyLock? {
+    /// Configuration and lock for `run`, reading only the environment names configuration and
+    /// logging need. A duplicate is refused here, exactly as ``prepare(_:activation:early:)``
+    /// would refuse it. Anything else — a configuration error, another bind failure, a bad
+    /// LISTEN_* — returns nil and goes the full way, which reports it.
+    static func lockEarly(_ options: CommandLineOptions, logLevel: String?, activation: SystemdActivation) -> EarlyLock? {
         // Only what configuration and logging read: cheaper than the whole environ, and this path
         // is timed.
         var environment: [String: String] = [:]
         for name in configurationEnvironmentNames + ["OPENCLAW_LOG_LEVEL", "JOURNAL_STREAM"] {
             if let value = getenv(name) { environment[name] = String(cString: value) }
         }
-        bootstrapLogging(flag: nil, environment: environment)
+        bootstrapLogging(flag: logLevel, environment: environment)
         guard let configuration = try? GatewayConfiguration.resolve(options, environment: environment) else { return nil }
         let logger = Logger(label: "openclaw-gateway")
         do {
