@@ -60,7 +60,8 @@ public enum GatewayLock {
     /// Gets the listeners: systemd's when they are passed to this process, else a bind of
     /// `request` (plus [::1] best-effort when the address is 127.0.0.1). Passed fds whose name
     /// `setAside` accepts are not listeners (what the service left in its fd store, say): they are
-    /// neither judged nor closed, but returned in ``Acquired/setAside``.
+    /// neither judged nor closed, but returned in ``Acquired/setAside``. When they are all that was
+    /// passed, the service has no socket unit, and `request` is bound as without systemd.
     public static func acquire(
         _ request: Request,
         activation: SystemdActivation,
@@ -68,6 +69,15 @@ public enum GatewayLock {
         logger: Logger
     ) throws(GatewayLockError) -> Acquired {
         switch activation {
+        case .passed(let sockets) where !sockets.isEmpty && sockets.allSatisfy({ setAside($0.name) }):
+            // Only what a service without a socket unit left in its fd store (a restart): its
+            // listener is its own to bind, as at its first start.
+            let names = Set(sockets.map(\.name)).sorted().joined(separator: ", ")
+            logger.info("systemd passed no listening socket, only the fd store's (\(names)): binding \(request.url)")
+            var acquired = try bind(request, logger: logger)
+            for socket in sockets { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
+            acquired.setAside = sockets
+            return acquired
         case .passed(let sockets):
             return try adopt(sockets, request: request, setAside: setAside)
         case .invalid(let reason):
