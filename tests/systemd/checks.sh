@@ -281,6 +281,23 @@ check "11.6 mode restart in a unit without RestartForceExitStatus=75: no restart
    test \$(systemctl show -p MainPID --value openclaw-gateway.service) = $pid_before && $PROBE health 18789"
 rm -rf /run/systemd/system/openclaw-gateway.service.d; systemctl daemon-reload
 rm -f "$config"
+# 11.7 hybrid mode in a service that binds its own listener (no socket unit): a new port in the
+# file restarts it onto that port, and the sessions already open cross the restart
+printf '{gateway: {port: 18950, reload: {mode: "hybrid", debounceMs: 0}}}\n' >/run/gw-bound.json
+sed -e '/^Requires=/d' -e '/^After=/d' -e '/^Also=/d' -e '/^DynamicUser=/d' -e '/^User=/d' -e '/^IPAddress/d' \
+  -e 's#^ExecStart=.*#ExecStart=/usr/bin/openclaw-gateway run#' -e 's/^Description=.*/Description=gateway binding its own port/' \
+  -e 's#^\[Service\]#[Service]\nEnvironment=OPENCLAW_CONFIG_PATH=/run/gw-bound.json#' \
+  /lib/systemd/system/openclaw-gateway.service >/run/systemd/system/openclaw-gateway-bound.service
+systemctl daemon-reload; systemctl start openclaw-gateway-bound.service
+bound_pid=$(prop openclaw-gateway-bound.service MainPID)
+out=$($SESSIONS soak 18950 --clients 20 --every-ms 20 --during \
+  "printf '%s\n' '{gateway: {port: 18951, reload: {mode: \"hybrid\", debounceMs: 0}}}' >/run/gw-bound.json.tmp && mv /run/gw-bound.json.tmp /run/gw-bound.json; for _ in \$(seq 100); do p=\$(systemctl show -p MainPID --value openclaw-gateway-bound.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $bound_pid ] && systemctl is-active -q openclaw-gateway-bound.service && break; sleep 0.1; done" 2>&1); rc=$?
+check "11.7 mode hybrid, a new gateway.port in a service that binds its own: 20 sessions cross its own restart: $out" test $rc = 0
+check "11.7 ... it restarted once (exit 75), now listens on 18951, and 18950 is free" bash -c \
+  "test \$(systemctl show -p NRestarts --value openclaw-gateway-bound.service) = 1 &&
+   journalctl -b -u openclaw-gateway-bound.service -o cat _PID=$bound_pid | grep -q '^restarting to take up gateway.port (gateway.reload.mode hybrid): exit 75' &&
+   $PROBE health 18951 && ! ss -Hltn 'sport = :18950' | grep -q LISTEN"
+systemctl stop openclaw-gateway-bound.service; rm -f /run/systemd/system/openclaw-gateway-bound.service /run/gw-bound.json; systemctl daemon-reload
 
 # 6. SIGKILL: the next connection starts it again; nothing left behind
 systemctl kill -s KILL openclaw-gateway.service
