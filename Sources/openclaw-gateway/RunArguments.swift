@@ -31,7 +31,7 @@ enum RunArguments {
     static let options: [Option] = [
         Option(
             name: "--port", valueName: "port",
-            help: "Port to listen on (1-65535). Precedence: --port, OPENCLAW_GATEWAY_PORT, config gateway.port, 18789 (19001 for --dev)."
+            help: "Port to listen on (1-65535). Precedence: --port, OPENCLAW_GATEWAY_PORT, config gateway.port, \(GatewayConfiguration.defaultPort) (\(GatewayConfiguration.devPort) for --dev)."
         ) { settings, value in settings.options.port = value },
         Option(
             name: "--profile", valueName: "name",
@@ -39,7 +39,7 @@ enum RunArguments {
         ) { settings, value in settings.options.profile = value },
         Option(
             name: "--dev", valueName: nil,
-            help: "The 'dev' profile (default port 19001). Cannot be combined with --profile."
+            help: "The 'dev' profile (default port \(GatewayConfiguration.devPort)). Cannot be combined with --profile."
         ) { settings, _ in settings.options.dev = true },
         Option(
             name: "--bind", valueName: "loopback|lan|ip",
