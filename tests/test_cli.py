@@ -222,3 +222,15 @@ def test_a_bind_to_an_address_this_host_lacks_says_so_and_what_to_do(gateways):
     assert gw.lines[1:] == ["hint: 192.0.2.1 is not an address of this host; use --bind loopback, --bind lan, "
                             "or an address that `ip -brief address` lists"]
 
+
+
+@pytest.mark.parametrize("argv,status,says", [
+    (["handover-formats"], 0, "openclaw-gateway-carrier/1"),
+    (["reload"], 64, "openclaw-gateway: Missing expected argument '--pid <pid>'"),
+    (["status", "--help"], 0, "OVERVIEW: Tell whether a gateway serves the port"),
+    (["help", "status"], 0, "OVERVIEW: Tell whether a gateway serves the port"),
+])
+def test_the_other_commands_are_argument_parsers(argv, status, says):
+    # Every command but run, named in GatewayCommandLine.argumentParserCommands, reaches ArgumentParser.
+    proc = subprocess.run([BIN, *argv], capture_output=True, text=True, timeout=15)
+    assert proc.returncode == status and says in proc.stdout + proc.stderr, (argv, proc)

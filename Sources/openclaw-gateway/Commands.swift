@@ -119,12 +119,14 @@ enum GatewayCommandLine {
     /// ``RunArguments``.
     static func isForArgumentParser(_ arguments: [String]) -> Bool {
         guard let first = arguments.first else { return false }
-        let commands = OpenclawGateway.configuration.subcommands.map { $0.configuration.commandName ?? "" }
         if first == "help" { return arguments.dropFirst().first != "run" }
-        if commands.contains(first) && first != "run" { return true }
-        return ["--help", "-h", "--version"].contains(first) || first.hasPrefix("--generate-completion-script")
-            || first == "--experimental-dump-help"
+        return argumentParserCommands.contains(first) || ["--help", "-h", "--version"].contains(first)
+            || first.hasPrefix("--generate-completion-script") || first == "--experimental-dump-help"
     }
+
+    /// ``OpenclawGateway``'s subcommands but `run`, by name: asking ArgumentParser for them would
+    /// cost every start its type metadata (a test runs each of them).
+    static let argumentParserCommands = ["status", "reload", "handover-formats"]
 
     /// Help and version print and exit 0; a usage error is one line on stderr (a daemon's errors
     /// end up in a journal, where ArgumentParser's usage block would be three lines of noise) and

@@ -23,8 +23,21 @@ enum RunArguments {
     struct Option: Sendable {
         let name: String
         let valueName: String?
-        let help: String
+        /// Made when asked (help, completions), not at every start.
+        let helpText: @Sendable () -> String
         let apply: @Sendable (inout RunSettings, String) throws(UsageError) -> Void
+
+        init(
+            name: String, valueName: String?, help: @escaping @Sendable @autoclosure () -> String,
+            apply: @escaping @Sendable (inout RunSettings, String) throws(UsageError) -> Void
+        ) {
+            self.name = name
+            self.valueName = valueName
+            self.helpText = help
+            self.apply = apply
+        }
+
+        var help: String { helpText() }
     }
 
     /// Every option, in the order the help lists them.
