@@ -496,9 +496,18 @@ public struct Limits: Sendable, Equatable {
 
         /// `--max-connections`.
         public var flag: String { "--" + rawValue }
-        /// `OPENCLAW_GATEWAY_MAX_CONNECTIONS`.
+        /// `OPENCLAW_GATEWAY_MAX_CONNECTIONS`: the flag's name in upper case (written out: the
+        /// lock reads these at every start, and upper-casing costs more than the rest of it).
         public var environmentName: String {
-            "OPENCLAW_GATEWAY_" + String(rawValue.uppercased().map { $0 == "-" ? "_" : $0 })
+            switch self {
+            case .maxConnections: "OPENCLAW_GATEWAY_MAX_CONNECTIONS"
+            case .maxPayload: "OPENCLAW_GATEWAY_MAX_PAYLOAD"
+            case .maxBufferedBytes: "OPENCLAW_GATEWAY_MAX_BUFFERED_BYTES"
+            case .handshakeTimeoutMs: "OPENCLAW_GATEWAY_HANDSHAKE_TIMEOUT_MS"
+            case .tickIntervalMs: "OPENCLAW_GATEWAY_TICK_INTERVAL_MS"
+            case .headerTimeoutMs: "OPENCLAW_GATEWAY_HEADER_TIMEOUT_MS"
+            case .maxHeaderBytes: "OPENCLAW_GATEWAY_MAX_HEADER_BYTES"
+            }
         }
     }
 

@@ -37,8 +37,9 @@ enum GatewayRunner {
     static func lockEarly(_ options: CommandLineOptions, logLevel: String?, activation: SystemdActivation) -> EarlyLock? {
         // Only what configuration and logging read: cheaper than the whole environ, and this path
         // is timed.
-        var environment: [String: String] = [:]
-        for name in configurationEnvironmentNames + ["OPENCLAW_LOG_LEVEL", "JOURNAL_STREAM"] {
+        let names = configurationEnvironmentNames + ["OPENCLAW_LOG_LEVEL", "JOURNAL_STREAM"]
+        var environment: [String: String] = Dictionary(minimumCapacity: names.count)
+        for name in names {
             if let value = getenv(name) { environment[name] = String(cString: value) }
         }
         bootstrapLogging(flag: logLevel, environment: environment)

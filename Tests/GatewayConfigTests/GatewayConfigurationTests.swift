@@ -269,7 +269,9 @@ struct Home {
         // env.NAME wins over env.vars.NAME, as the later of upstream's two spellings
         #expect(limits == Limits([.maxConnections: 20, .maxPayload: 4000, .tickIntervalMs: 500]))
         #expect(Limits.Key.allCases.map(\.environmentName).allSatisfy(configurationEnvironmentNames.contains))
-        #expect(Limits.Key.headerTimeoutMs.environmentName == "OPENCLAW_GATEWAY_HEADER_TIMEOUT_MS")
+        for key in Limits.Key.allCases {  // the flag's name in upper case, after OPENCLAW_GATEWAY_
+            #expect(key.environmentName == "OPENCLAW_GATEWAY_" + String(key.rawValue.uppercased().map { $0 == "-" ? "_" : $0 }))
+        }
         let before = try GatewayConfiguration.resolve(.init(), environment: home.environment)
         _ = home.writeConfig(#"{env: {OPENCLAW_GATEWAY_MAX_CONNECTIONS: '31'}}"#)
         let after = try GatewayConfiguration.resolve(.init(), environment: home.environment)
