@@ -396,6 +396,8 @@ for _ in $(seq 100); do case $(U is-active openclaw-gateway-duplicate.service) i
 check "13.2 a duplicate user service exits 78 and is not restarted" bash -c \
   "test '$(uprop openclaw-gateway-duplicate.service ExecMainStatus)' = 78 && test '$(uprop openclaw-gateway-duplicate.service NRestarts)' = 0 &&
    test '$(U is-active openclaw-gateway-duplicate.service)' = failed"
+# the unit failed as soon as the process exited; journald may still be reading its last line
+for _ in $(seq 50); do journalctl -b _SYSTEMD_USER_UNIT=openclaw-gateway-duplicate.service -o cat | grep -qxF "$DUP" && break; sleep 0.1; done
 check "13.2 ... with the contract's line in the user's journal" bash -c \
   "journalctl -b _SYSTEMD_USER_UNIT=openclaw-gateway-duplicate.service -o cat | grep -qxF '$DUP'"
 rm -f /home/gwuser/.config/systemd/user/openclaw-gateway-duplicate.service; U reset-failed; U daemon-reload
