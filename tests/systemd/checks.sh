@@ -147,10 +147,12 @@ check "5. ... the socket unit was never restarted" test "$(prop openclaw-gateway
 
 # 10. live WebSocket sessions cross restarts and upgrades in the fd store, unseen by clients
 restart="systemctl restart openclaw-gateway.service"
-out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "$restart" --times 5 --gap 1 2>&1); rc=$?
-check "10.1 50 sessions, 5 restarts: no close, none lost or duplicated, same connIds, new pid: $out" test $rc = 0
+# 8 restarts in about 5 s and an upgrade right after: more starts in 10 s than systemd's default
+# start limit allows (5; systemd 257 counts `systemctl restart` too), which the units raise.
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "$restart" --times 8 --gap 0.5 2>&1); rc=$?
+check "10.1 50 sessions, 8 restarts: no close, none lost or duplicated, same connIds, new pid: $out" test $rc = 0
 check "10.1 ... each restart handed the sessions over (journal)" bash -c \
-  "test \$(journalctl -b -u openclaw-gateway.service -o cat | grep -c '^carried on 50 connection(s) from pid [0-9]* across the restart ([0-9]* ms)$') -ge 5"
+  "test \$(journalctl -b -u openclaw-gateway.service -o cat | grep -c '^carried on 50 connection(s) from pid [0-9]* across the restart ([0-9]* ms)$') -ge 8"
 check "10.1 ... and the fd store is empty again (NFileDescriptorStore=0)" test "$(prop openclaw-gateway.service NFileDescriptorStore)" = 0
 out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $UPGRADE2_DEB >/tmp/dpkg-upgrade2.log 2>&1" 2>&1); rc=$?
 check "10.2 50 sessions across dpkg -i of a higher version ($(dpkg-query -W -f='${Version}' openclaw-gateway)): $out" test $rc = 0

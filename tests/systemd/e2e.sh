@@ -1,19 +1,22 @@
 #!/bin/bash
 # End-to-end test of the .deb on a real systemd: builds the package (unless DEB= is given), boots a
-# Debian bookworm container with systemd-nspawn (systemd is PID 1 there; this machine's PID 1 is
-# not), installs the package and runs checks.sh inside. Needs root.
+# Debian container with systemd-nspawn for each release in $E2E_RELEASES (default: bookworm, Debian
+# 12 with systemd 252, and trixie, Debian 13 with systemd 257; systemd is PID 1 there, this
+# machine's PID 1 is not), installs the package and runs the same checks.sh inside each. Needs root.
 #
 #   tests/systemd/e2e.sh                 # or: make e2e
+#   E2E_RELEASES=trixie tests/systemd/e2e.sh
 #   DEB=dist/openclaw-gateway_0.2.0_amd64.deb tests/systemd/e2e.sh
 #   OLD_DEB=path/to/openclaw-gateway_0.1.0_amd64.deb   # instead of building 0.1.0 from git
 #
-# The root file system is made once with debootstrap (the mirror read from this machine's apt
-# sources) and cached outside the repository, in $E2E_ROOTFS (default /var/tmp/openclaw-e2e-bookworm-3;
-# the number changes when the package list does).
+# Each root file system is made once with debootstrap (the mirror read from this machine's apt
+# sources) and cached outside the repository, in /var/tmp/openclaw-e2e-<release>-<n> ($E2E_ROOTFS_DIR
+# instead of /var/tmp; n changes when the package list does).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-ROOTFS=${E2E_ROOTFS:-/var/tmp/openclaw-e2e-bookworm-3}
+RELEASES=${E2E_RELEASES:-bookworm trixie}
+ROOTFS_DIR=${E2E_ROOTFS_DIR:-/var/tmp}
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
 need=()
@@ -24,21 +27,46 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# ---- the root file system, once
-if [ ! -f "$ROOTFS/.openclaw-e2e-ready" ]; then
+# ---- the root file systems, once each. Debian 13's user@.service needs pam_systemd
+# (libpam-systemd; without it "PAM unable to dlopen(pam_systemd.so)"), Debian 12's runs without it.
+packages=systemd,systemd-sysv,dbus,dbus-user-session,iproute2,python3,procps,man-db
+rootfs_of() {
+  case $1 in
+    bookworm) echo "$ROOTFS_DIR/openclaw-e2e-bookworm-3" ;;
+    trixie) echo "$ROOTFS_DIR/openclaw-e2e-trixie-1" ;;
+    *) echo "e2e: no root file system known for release '$1' (bookworm, trixie)" >&2; return 2 ;;
+  esac
+}
+packages_of() {
+  case $1 in
+    trixie) echo "$packages,libpam-systemd" ;;
+    *) echo "$packages" ;;
+  esac
+}
+make_rootfs() {  # release: debootstrap into its folder unless it is there already
+  local release=$1 rootfs mirror
+  rootfs=$(rootfs_of "$release")
+  [ -f "$rootfs/.openclaw-e2e-ready" ] && return 0
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
   [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  [ -n "$mirror" ] || { echo "e2e: no Debian mirror in this machine's apt sources" >&2; exit 2; }
-  echo "# building the container root file system in $ROOTFS (once)"
-  rm -rf "$ROOTFS.tmp"
-  $SUDO debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,dbus-user-session,iproute2,python3,procps,man-db \
-    bookworm "$ROOTFS.tmp" "$mirror" >/var/tmp/openclaw-e2e-debootstrap.log 2>&1 \
-    || { tail -20 /var/tmp/openclaw-e2e-debootstrap.log >&2; exit 2; }
-  echo e2e >"$ROOTFS.tmp/etc/hostname"
-  touch "$ROOTFS.tmp/.openclaw-e2e-ready"
-  rm -rf "$ROOTFS"
-  mv "$ROOTFS.tmp" "$ROOTFS"
-fi
+  [ -n "$mirror" ] || { echo "e2e: no Debian mirror in this machine's apt sources" >&2; return 2; }
+  echo "# building the $release container root file system in $rootfs (once)"
+  rm -rf "$rootfs.tmp"
+  $SUDO debootstrap --variant=minbase --include="$(packages_of "$release")" \
+    "$release" "$rootfs.tmp" "$mirror" >"$ROOTFS_DIR/openclaw-e2e-debootstrap-$release.log" 2>&1 \
+    || { tail -20 "$ROOTFS_DIR/openclaw-e2e-debootstrap-$release.log" >&2; return 2; }
+  echo e2e >"$rootfs.tmp/etc/hostname"
+  touch "$rootfs.tmp/.openclaw-e2e-ready"
+  rm -rf "$rootfs"
+  mv "$rootfs.tmp" "$rootfs"
+}
+# debootstrap of each release in the background while the packages build
+declare -A bootstrap_pid
+for release in $RELEASES; do
+  rootfs_of "$release" >/dev/null || exit 2
+  make_rootfs "$release" &
+  bootstrap_pid[$release]=$!
+done
 
 # ---- the package, and a higher version of it for the upgrade check
 if [ -z "${DEB:-}" ]; then
@@ -63,7 +91,6 @@ if [ -z "${OLD_DEB:-}" ]; then
   fi
 fi
 dist=$(mktemp -d /var/tmp/openclaw-e2e-dist.XXXXXX)
-cleanup_dirs=("$dist")
 cp "$DEB" "$dist/current.deb"
 cp "$OLD_DEB" "$dist/released.deb"
 unpacked="$dist/unpacked"
@@ -83,47 +110,72 @@ exported=$(readelf --dyn-syms -W "$unpacked/usr/bin/openclaw-gateway" | awk '$7 
 [ "$exported" -le 2 ] || { echo "e2e: the packaged binary exports $exported symbols, not main alone" >&2; exit 1; }
 rm -rf "$unpacked"
 
-# ---- boot, run the checks, power off
-log=$(mktemp /var/tmp/openclaw-e2e-nspawn.XXXXXX.log)
-machine=openclaw-e2e-$$
-setsid systemd-nspawn -D "$ROOTFS" --boot -M "$machine" --register=no --keep-unit \
-  --console=pipe --private-network --volatile=overlay \
-  --bind-ro="$dist:/mnt/dist" --bind-ro="$top/tests/systemd:/mnt/e2e" >"$log" 2>&1 </dev/null &
-NSPID=$!
-finish() {
-  if kill -0 "$NSPID" 2>/dev/null; then
-    [ -n "${LEADER:-}" ] && IN systemctl --no-block poweroff >/dev/null 2>&1
+# ---- for each release: boot, run the checks, power off
+log=""
+NSPID=""
+LEADER=""
+cleanup_dirs=("$dist")
+IN() { nsenter -t "$LEADER" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+poweroff_container() {
+  if [ -n "$NSPID" ] && kill -0 "$NSPID" 2>/dev/null; then
+    [ -n "$LEADER" ] && IN systemctl --no-block poweroff >/dev/null 2>&1
     for _ in $(seq 100); do kill -0 "$NSPID" 2>/dev/null || break; sleep 0.1; done
     kill "$NSPID" 2>/dev/null || true
     wait "$NSPID" 2>/dev/null || true
   fi
+  NSPID=""
+  LEADER=""
+}
+finish() {
+  poweroff_container
   rm -rf "${cleanup_dirs[@]}"
 }
 trap finish EXIT
-IN() { nsenter -t "$LEADER" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 
-LEADER=""
-for _ in $(seq 200); do
-  LEADER=$(pgrep -P "$NSPID" -x systemd || true)
-  [ -n "$LEADER" ] && break
-  kill -0 "$NSPID" 2>/dev/null || { cat "$log" >&2; echo "e2e: the container did not boot" >&2; exit 1; }
-  sleep 0.05
-done
-[ -n "$LEADER" ] || { cat "$log" >&2; echo "e2e: no systemd in the container" >&2; exit 1; }
-state=""
-for _ in $(seq 100); do  # until PID 1 answers on its bus (it is still setting up right after exec)
-  state=$(IN timeout 60 systemctl is-system-running --wait 2>/dev/null) && break
-  [ -n "$state" ] && break
-  sleep 0.1
-done
-echo "# container booted: $state"
+check_release() {  # release: boot its root, run checks.sh, power off; the status of checks.sh
+  local release=$1 rootfs state machine rc
+  rootfs=$(rootfs_of "$release")
+  log=$(mktemp /var/tmp/openclaw-e2e-nspawn-$release.XXXXXX.log)
+  machine=openclaw-e2e-$release-$$
+  setsid systemd-nspawn -D "$rootfs" --boot -M "$machine" --register=no --keep-unit \
+    --console=pipe --private-network --volatile=overlay \
+    --bind-ro="$dist:/mnt/dist" --bind-ro="$top/tests/systemd:/mnt/e2e" >"$log" 2>&1 </dev/null &
+  NSPID=$!
+  for _ in $(seq 200); do
+    LEADER=$(pgrep -P "$NSPID" -x systemd || true)
+    [ -n "$LEADER" ] && break
+    kill -0 "$NSPID" 2>/dev/null || { cat "$log" >&2; echo "e2e: the $release container did not boot" >&2; return 1; }
+    sleep 0.05
+  done
+  [ -n "$LEADER" ] || { cat "$log" >&2; echo "e2e: no systemd in the $release container" >&2; return 1; }
+  state=""
+  for _ in $(seq 100); do  # until PID 1 answers on its bus (it is still setting up right after exec)
+    state=$(IN timeout 60 systemctl is-system-running --wait 2>/dev/null) && break
+    [ -n "$state" ] && break
+    sleep 0.1
+  done
+  echo "# $release container booted: $state; $(IN systemctl --version | head -1)"
+  set +e
+  IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb /mnt/dist/upgrade2.deb /mnt/dist/released.deb
+  rc=$?
+  set -e
+  if [ $rc != 0 ]; then
+    echo "# journal of the gateway units ($release):"
+    IN journalctl --no-pager -n 60 -u 'openclaw-gateway*' | sed 's/^/#   /'
+  fi
+  poweroff_container
+  rm -f "$log"
+  return $rc
+}
 
-set +e
-IN /mnt/e2e/checks.sh /mnt/dist/current.deb /mnt/dist/upgrade.deb /mnt/dist/upgrade2.deb /mnt/dist/released.deb
-rc=$?
-set -e
-if [ $rc != 0 ]; then
-  echo "# journal of the gateway units:"
-  IN journalctl --no-pager -n 60 -u 'openclaw-gateway*' | sed 's/^/#   /'
+failed=()
+for release in $RELEASES; do
+  wait "${bootstrap_pid[$release]}" || { echo "e2e: no $release root file system" >&2; exit 2; }
+  echo "# ==== $release"
+  check_release "$release" || failed+=("$release")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "e2e: checks failed on ${failed[*]}" >&2
+  exit 1
 fi
-exit $rc
+echo "# e2e passed on $RELEASES"
