@@ -1,4 +1,5 @@
 import GatewayProtocol
+import Logging
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -40,67 +41,86 @@ extension GatewayServer {
     /// its socket plus its state. Its NIO channel is closed with close(2) only — never shutdown(2) —
     /// so the client sees nothing. Connections that cannot go (HTTP, closing, not draining) stay,
     /// for ``closeConnections(gracePeriod:)``.
+    ///
+    /// The clients wait for all of it, so it runs as one task per event loop, for all of that
+    /// loop's connections at once: freeze, drain, duplicate and close, without a hop per connection.
     public func handOver(flushTimeout: TimeAmount) async -> [HandedOverConnection] {
-        // Every connection is frozen on its own loop, all at once (one hop each, in parallel, not
-        // one after another: the clients wait for the slowest step times the count otherwise).
-        let freezing = connections.all.map { channel in
-            channel.eventLoop.submit { () -> (Channel, ConnectionState, EventLoopFuture<Void>)? in
-                let pipeline = channel.pipeline.syncOperations
-                guard channel.isActive,
-                    let handler = try? pipeline.handler(type: WebSocketHandler.self),
-                    let splitter = try? pipeline.handler(type: FrameSplitter.self),
-                    let context = try? pipeline.context(handler: handler),
-                    let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self),
-                    let snapshot = handler.freeze(context: context)
-                else { return nil }
-                // In the same event loop turn as freeze: nothing is read and then dropped.
-                try? channel.syncOptions?.setOption(.autoRead, value: false)
-                // An empty write below the frame encoder completes once every frame queued before
-                // it has reached the socket (writes complete in order): no promise per message.
-                let flushed = encoder.writeAndFlush(NIOAny(ByteBuffer()))
-                let state = ConnectionState(
-                    session: snapshot, undecoded: splitter.undecodedBytes,
-                    peer: channel.remoteAddress?.ipAddress ?? "?")
-                return (channel, state, flushed)
-            }
-        }
-        var frozen: [(channel: Channel, state: ConnectionState, flushed: EventLoopFuture<Void>)] = []
-        for future in freezing {
-            if let item = try? await future.get() ?? nil { frozen.append(item) }
-        }
-        guard !frozen.isEmpty else { return [] }
-
-        // The flush timeouts run side by side: at most `flushTimeout` in all.
-        let drainedFlags = frozen.map { Self.completes($0.flushed, within: flushTimeout, on: $0.channel.eventLoop) }
-        var drained: [(channel: Channel, state: ConnectionState)] = []
-        for (item, flag) in zip(frozen, drainedFlags) {
-            if (try? await flag.get()) == true {
-                drained.append((item.channel, item.state))
-            } else {
-                logger.notice("connection \(item.state.session.connId) did not drain its output in time; closing it instead")
-            }
-        }
-
+        var phases = PhaseClock()
+        let channels = connections.all
+        guard !channels.isEmpty else { return [] }
+        // The sockets by their addresses, read once for every loop (NIO does not tell a channel's fd).
         let index = SocketIndex.ofThisProcess()
-        var handed: [HandedOverConnection] = []
-        var closing: [EventLoopFuture<Void>] = []
-        for (channel, state) in drained {
-            guard let key = SocketIndex.key(local: channel.localAddress, remote: channel.remoteAddress),
-                let fd = index[key]
-            else {
-                logger.notice("connection \(state.session.connId): socket not found; closing it instead")
-                continue
-            }
-            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
-            guard copy >= 0 else {
-                logger.notice("connection \(state.session.connId): dup failed (\(String(cString: strerror(errno)))); closing it instead")
-                continue
-            }
-            handed.append(HandedOverConnection(fd: copy, state: state))
-            closing.append(channel.close())
+        phases.lap("find sockets")
+        var byLoop: [ObjectIdentifier: (loop: EventLoop, channels: [Channel])] = [:]
+        for channel in channels {
+            byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].channels.append(channel)
         }
-        for future in closing { try? await future.get() }
+        let logger = self.logger
+        let perLoop = byLoop.values.map { loop, channels in
+            loop.flatSubmit {
+                Self.handOver(channels, on: loop, index: index, flushTimeout: flushTimeout, logger: logger)
+            }
+        }
+        var handed: [HandedOverConnection] = []
+        for future in perLoop {
+            if let some = try? await future.get() { handed += some }
+        }
+        phases.lap("freeze, drain and close")
+        logger.debug("handover of \(handed.count) connection(s): \(phases)")
         return handed
+    }
+
+    /// ``handOver(flushTimeout:)`` for the connections of one loop, on that loop.
+    private static func handOver(
+        _ channels: [Channel], on loop: EventLoop, index: [SocketIndex.Key: Int32], flushTimeout: TimeAmount, logger: Logger
+    ) -> EventLoopFuture<[HandedOverConnection]> {
+        var frozen: [(channel: Channel, state: ConnectionState, drained: EventLoopFuture<Bool>)] = []
+        for channel in channels {
+            let pipeline = channel.pipeline.syncOperations
+            guard channel.isActive,
+                let handler = try? pipeline.handler(type: WebSocketHandler.self),
+                let splitter = try? pipeline.handler(type: FrameSplitter.self),
+                let context = try? pipeline.context(handler: handler),
+                let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self),
+                let snapshot = handler.freeze(context: context)
+            else { continue }
+            // In the same event loop turn as freeze: nothing is read and then dropped.
+            try? channel.syncOptions?.setOption(.autoRead, value: false)
+            // An empty write below the frame encoder completes once every frame queued before
+            // it has reached the socket (writes complete in order): no promise per message.
+            let flushed = encoder.writeAndFlush(NIOAny(ByteBuffer()))
+            let state = ConnectionState(
+                session: snapshot, undecoded: splitter.undecodedBytes, peer: channel.remoteAddress?.ipAddress ?? "?")
+            // The flush timeouts run side by side: at most `flushTimeout` in all.
+            frozen.append((channel, state, completes(flushed, within: flushTimeout, on: loop)))
+        }
+        let items = frozen
+        return EventLoopFuture.whenAllSucceed(items.map(\.drained), on: loop).flatMap { drained in
+            var handed: [HandedOverConnection] = []
+            var closing: [EventLoopFuture<Void>] = []
+            for (item, isDrained) in zip(items, drained) {
+                let connId = item.state.session.connId
+                guard isDrained else {
+                    logger.notice("connection \(connId) did not drain its output in time; closing it instead")
+                    continue
+                }
+                guard let key = SocketIndex.key(local: item.channel.localAddress, remote: item.channel.remoteAddress),
+                    let fd = index[key]
+                else {
+                    logger.notice("connection \(connId): socket not found; closing it instead")
+                    continue
+                }
+                let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+                guard copy >= 0 else {
+                    logger.notice("connection \(connId): dup failed (\(String(cString: strerror(errno)))); closing it instead")
+                    continue
+                }
+                handed.append(HandedOverConnection(fd: copy, state: item.state))
+                closing.append(item.channel.close())
+            }
+            let result = handed
+            return EventLoopFuture.whenAllComplete(closing, on: loop).map { _ in result }
+        }
     }
 
     /// A handed-over connection adopted by this process but not reading yet (see ``restore(_:)``).
@@ -109,11 +129,19 @@ extension GatewayServer {
         let undecoded: [UInt8]
     }
 
-    /// Carries on a connection an earlier process handed over: adopts the socket with a WebSocket
-    /// pipeline (no HTTP upgrade). It reads nothing until ``resume(_:)``, so that until then the
-    /// client's bytes stay in the socket for whoever holds another copy of it. Takes ownership of
-    /// the fd when it succeeds.
-    public func restore(_ connection: HandedOverConnection) async throws -> Restored {
+    /// Carries on connections an earlier process handed over: adopts each socket with a WebSocket
+    /// pipeline (no HTTP upgrade). They read nothing until ``resume(_:)``, so that until then the
+    /// clients' bytes stay in the sockets for whoever holds other copies of them. Each result is
+    /// in the order of `connections`; the server owns the fd of each that succeeded. All are
+    /// adopted at once and awaited once: the clients wait for the last.
+    public func restore(_ connections: [HandedOverConnection]) async -> [Result<Restored, any Error>] {
+        let adopting = connections.map { restoring($0) }
+        guard !adopting.isEmpty else { return [] }
+        let results = try? await EventLoopFuture.whenAllComplete(adopting, on: group.next()).get()
+        return results ?? []  // whenAllComplete never fails
+    }
+
+    private func restoring(_ connection: HandedOverConnection) -> EventLoopFuture<Restored> {
         let configuration = self.configuration
         let connections = self.connections
         let rateLimiter = self.rateLimiter
@@ -140,20 +168,29 @@ extension GatewayServer {
                         rateLimiter: rateLimiter, refusals: refusals, limiterKey: limiterKey)
                 }
             }
-        let channel = try await bootstrap.withConnectedSocket(connection.fd).get()
-        return Restored(channel: channel, undecoded: state.undecoded)
+        return bootstrap.withConnectedSocket(connection.fd).map { Restored(channel: $0, undecoded: state.undecoded) }
     }
 
-    /// Starts a restored connection: feeds it the bytes its previous process had read but not
-    /// acted on, then reads from the socket.
-    public func resume(_ restored: Restored) async throws {
-        let channel = restored.channel
-        try await channel.eventLoop.submit {
-            if !restored.undecoded.isEmpty {
-                channel.pipeline.syncOperations.fireChannelRead(NIOAny(channel.allocator.buffer(bytes: restored.undecoded)))
+    /// Starts restored connections: feeds each the bytes its previous process had read but not
+    /// acted on, then reads from its socket. One task per event loop for all of its connections.
+    public func resume(_ restored: [Restored]) async {
+        var byLoop: [ObjectIdentifier: (loop: EventLoop, connections: [Restored])] = [:]
+        for connection in restored {
+            let loop = connection.channel.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].connections.append(connection)
+        }
+        let resuming = byLoop.values.map { loop, connections in
+            loop.submit {
+                for connection in connections {
+                    let channel = connection.channel
+                    if !connection.undecoded.isEmpty {
+                        channel.pipeline.syncOperations.fireChannelRead(NIOAny(channel.allocator.buffer(bytes: connection.undecoded)))
+                    }
+                    try? channel.syncOptions?.setOption(.autoRead, value: true)
+                }
             }
-            try channel.syncOptions?.setOption(.autoRead, value: true)
-        }.get()
+        }
+        for future in resuming { try? await future.get() }
     }
 
     /// True once `future` succeeds, false when it fails or `timeout` passes first.
@@ -168,62 +205,103 @@ extension GatewayServer {
     }
 }
 
+/// How long each step of a handover took, for the debug log: `freeze 3 ms, drain 1 ms, …`.
+public struct PhaseClock: CustomStringConvertible, Sendable {
+    private var last = ContinuousClock.now
+    private var laps: [(String, Duration)] = []
+
+    public init() {}
+
+    public mutating func lap(_ name: String) {
+        let now = ContinuousClock.now
+        laps.append((name, now - last))
+        last = now
+    }
+
+    public var description: String {
+        laps.map { name, duration in
+            let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+            return "\(name) \((ms * 10).rounded() / 10) ms"
+        }.joined(separator: ", ")
+    }
+}
+
 /// This process's connected TCP sockets by their two addresses: NIO does not tell a channel's
 /// fd, and a connection's (local, remote) pair names exactly one socket.
 enum SocketIndex {
-    static func key(local: SocketAddress?, remote: SocketAddress?) -> String? {
-        guard let local, let remote, let lip = local.ipAddress, let lport = local.port,
-            let rip = remote.ipAddress, let rport = remote.port
-        else { return nil }
-        return key(local: (lip, lport), remote: (rip, rport))
+    /// One end of a TCP connection: family, address bytes, port.
+    struct Endpoint: Hashable, Sendable {
+        var family: Int32
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var port: UInt16
+
+        init?(_ address: SocketAddress?) {
+            switch address {
+            case .v4(let v4): self.init(v4.address)
+            case .v6(let v6): self.init(v6.address)
+            default: return nil
+            }
+        }
+
+        init(_ address: sockaddr_in) {
+            family = AF_INET
+            low = UInt64(address.sin_addr.s_addr)
+            port = address.sin_port
+        }
+
+        init(_ address: sockaddr_in6) {
+            family = AF_INET6
+            (high, low) = withUnsafeBytes(of: address.sin6_addr) { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            port = address.sin6_port
+        }
+
+        init?(fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let rc = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) }
+            }
+            guard rc == 0 else { return nil }
+            switch Int32(storage.ss_family) {
+            case AF_INET: self.init(withUnsafeBytes(of: storage) { $0.loadUnaligned(as: sockaddr_in.self) })
+            case AF_INET6: self.init(withUnsafeBytes(of: storage) { $0.loadUnaligned(as: sockaddr_in6.self) })
+            default: return nil
+            }
+        }
     }
 
-    private static func key(local: (String, Int), remote: (String, Int)) -> String {
-        "\(local.0)|\(local.1)|\(remote.0)|\(remote.1)"
+    struct Key: Hashable, Sendable {
+        var local: Endpoint
+        var remote: Endpoint
     }
 
-    static func ofThisProcess() -> [String: Int32] {
-        var index: [String: Int32] = [:]
+    static func key(local: SocketAddress?, remote: SocketAddress?) -> Key? {
+        guard let local = Endpoint(local), let remote = Endpoint(remote) else { return nil }
+        return Key(local: local, remote: remote)
+    }
+
+    static func ofThisProcess() -> [Key: Int32] {
+        var index: [Key: Int32] = [:]
         guard let dir = opendir("/proc/self/fd") else { return index }
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd != own else { continue }
-            if let local = address(fd, getsockname), let remote = address(fd, getpeername) {
-                index[key(local: local, remote: remote)] = fd
+            // d_name is a decimal fd ("." and ".." are not)
+            let fd = withUnsafeBytes(of: entry.pointee.d_name) { name -> Int32? in
+                var value: Int32 = 0
+                for byte in name.prefix(while: { $0 != 0 }) {
+                    guard byte >= 0x30, byte <= 0x39, value < Int32.max / 10 else { return nil }
+                    value = value * 10 + Int32(byte - 0x30)
+                }
+                return name.first == 0 ? nil : value
+            }
+            guard let fd, fd != own, entry.pointee.d_type == DT_LNK || entry.pointee.d_type == DT_UNKNOWN else { continue }
+            if let local = Endpoint(fd: fd, getsockname), let remote = Endpoint(fd: fd, getpeername) {
+                index[Key(local: local, remote: remote)] = fd
             }
         }
         return index
-    }
-
-    private static func address(
-        _ fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
-    ) -> (String, Int)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) }
-        }
-        guard rc == 0 else { return nil }
-        let family = Int32(storage.ss_family)
-        guard family == AF_INET || family == AF_INET6 else { return nil }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let port: UInt16 = withUnsafePointer(to: &storage) { pointer in
-            if family == AF_INET {
-                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    var address = sin.pointee.sin_addr
-                    inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
-                    return UInt16(bigEndian: sin.pointee.sin_port)
-                }
-            }
-            return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                var address = sin6.pointee.sin6_addr
-                inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
-                return UInt16(bigEndian: sin6.pointee.sin6_port)
-            }
-        }
-        return (String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), Int(port))
     }
 }
 

@@ -131,6 +131,7 @@ public enum RestartHandover {
         _ connections: [HandedOverConnection], in store: FileDescriptorStore, secret: SharedSecret, logger: Logger
     ) -> Int {
         guard !connections.isEmpty else { return 0 }
+        var phases = PhaseClock()
         let record = StateRecord(
             pid: Int(getpid()), protocolVersion: GatewayProtocol.Protocol.version,
             tokenDigest: Self.digest(secret), connections: connections.map(ConnectionRecord.init))
@@ -143,6 +144,7 @@ public enum RestartHandover {
             }
             let stateFd = try StateFile.write(record)
             defer { close(stateFd) }
+            phases.lap("state")
             try Carrier.send(.state(fd: stateFd), on: sending)
             do {
                 for first in stride(from: 0, to: connections.count, by: Carrier.fdsPerMessage) {
@@ -153,9 +155,11 @@ public enum RestartHandover {
             } catch {
                 logger.warning("the carrier took \(sent) of \(connections.count) connection(s) (\(error)); closing the others")
             }
+            phases.lap("carrier")
             do {
                 try store.store(stored, name: Carrier.storeName, poll: false)
                 try store.barrier()
+                phases.lap("fd store")
             } catch {
                 // Nothing is in the store: what is in the carrier dies with it. Close it all cleanly.
                 logger.warning("\(error); closing the connections instead")
@@ -172,6 +176,8 @@ public enum RestartHandover {
                 GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway stopping")
             }
         }
+        phases.lap("close copies")
+        logger.debug("storing \(connections.count) connection(s): \(phases)")
         return sent
     }
 
@@ -190,7 +196,9 @@ public enum RestartHandover {
     ) async -> Int {
         guard !passed.isEmpty else { return 0 }
         let started = ContinuousClock.now
+        var phases = PhaseClock()
         var stored = StoredSessions.collect(passed, keepingIn: store, logger: logger)
+        phases.lap("read store")
         let sessionCount = stored.sockets.count + stored.unmatched.count
 
         var carried: [GatewayServer.Restored] = []
@@ -215,33 +223,28 @@ public enum RestartHandover {
                 }
                 restorable.append(HandedOverConnection(fd: fd, state: entry.state))
             }
-            // All at once: each adoption waits on an event loop, and the clients wait for all.
-            carried = await withTaskGroup(of: GatewayServer.Restored?.self) { group in
-                for connection in restorable {
-                    group.addTask {
-                        do {
-                            return try await server.restore(connection)
-                        } catch {
-                            logger.warning("connection \(connection.state.session.connId) cannot be carried on (\(error)); closing it")
-                            GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway restarted")
-                            return nil
-                        }
-                    }
+            phases.lap("check")
+            for (connection, result) in zip(restorable, await server.restore(restorable)) {
+                switch result {
+                case .success(let restored):
+                    carried.append(restored)
+                case .failure(let error):
+                    logger.warning("connection \(connection.state.session.connId) cannot be carried on (\(error)); closing it")
+                    GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway restarted")
                 }
-                return await group.reduce(into: []) { if let restored = $1 { $0.append(restored) } }
             }
         }
         for fd in stored.sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
         for fd in stored.unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
+        phases.lap("adopt")
         FaultInjection.killIfAsked(at: .takeBackAdopted)
 
         // The sessions are ours: out of the store with them, then they may read.
         for error in stored.release(from: store) { logger.warning("\(error)") }
-        await withTaskGroup(of: Void.self) { group in
-            for restored in carried {
-                group.addTask { try? await server.resume(restored) }
-            }
-        }
+        phases.lap("empty store")
+        await server.resume(carried)
+        phases.lap("resume")
+        logger.debug("taking back \(sessionCount) connection(s): \(phases)")
         let closed = sessionCount - carried.count
         let closedText = closed > 0 ? "; closed \(closed)" : ""
         logger.info("carried on \(carried.count) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")

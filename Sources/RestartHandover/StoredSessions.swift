@@ -1,4 +1,5 @@
 import GatewayLock
+import GatewayServer
 import Logging
 import SystemdNotify
 
@@ -37,6 +38,7 @@ struct StoredSessions {
         _ passed: [SystemdActivation.PassedSocket], keepingIn store: FileDescriptorStore?, logger: Logger?
     ) -> StoredSessions {
         var result = StoredSessions()
+        var phases = PhaseClock()
         result.names = Set(passed.map(\.name))
         var states: [Int32] = []
         var batches: [(first: Int, fds: [Int32])] = []
@@ -46,6 +48,7 @@ struct StoredSessions {
         if !carriers.isEmpty, let store {
             result.forward = Self.keepForward(in: store, logger: logger)
         }
+        phases.lap("forward carrier")
         for carrier in carriers {
             let (messages, problems) = Carrier.receiveAll(from: carrier.fd, forwardingTo: result.forward?.sending)
             close(carrier.fd)
@@ -57,6 +60,7 @@ struct StoredSessions {
                 }
             }
         }
+        phases.lap("receive")
         for socket in passed where Legacy.isStoreName(socket.name) {
             if socket.name == Legacy.stateName {
                 states.append(socket.fd)
@@ -77,6 +81,7 @@ struct StoredSessions {
             }
             close(fd)
         }
+        phases.lap("read state")
         let entries = result.record?.connections ?? []
         for batch in batches {
             for (offset, fd) in batch.fds.enumerated() {
@@ -96,6 +101,8 @@ struct StoredSessions {
                 result.unmatched.append(fd)
             }
         }
+        phases.lap("match")
+        logger?.debug("reading the fd store: \(phases)")
         if result.record == nil, !result.unmatched.isEmpty {
             logger?.warning("\(result.unmatched.count) stored connection(s) came back without their state; closing them")
         }
