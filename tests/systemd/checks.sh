@@ -164,8 +164,8 @@ out=$($SESSIONS soak 18789 --clients 1000 --every-ms 250 --during "$restart" 2>&
 pause=$(sed -n 's/.*"pauseMs": \([0-9.]*\).*/\1/p' <<<"$out")
 echo "# 1,000 sessions handed over: longest wait for a response across the restart: ${pause} ms"
 journalctl -b -u openclaw-gateway.service -o short-monotonic | grep -E 'Stopping|handed 1000|carried on 1000|Started' | tail -4 | sed 's/^/#   /'
-check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} ms (goal < 1000): $out" bash -c \
-  "test $rc = 0 && awk -v p='$pause' 'BEGIN { exit !(p != \"\" && p < 1000) }'"
+check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} ms (under 500; 137-172 ms measured, 366 before the per-loop handover): $out" bash -c \
+  "test $rc = 0 && awk -v p='$pause' 'BEGIN { exit !(p != \"\" && p < 500) }'"
 check "10.5 ... all 1,000 were handed over and carried on (journal)" bash -c \
   "journalctl -b -u openclaw-gateway.service -o cat | grep -q '^restart: handed 1000 connection(s) to the next gateway' &&
    journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 1000 connection(s) from pid [0-9]* across the restart'"

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import resource
 import struct
 import sys
@@ -148,6 +149,9 @@ async def soak(args):
 
             async def sender():
                 nonlocal n
+                # Each client's requests at its own phase: started together, they would go out in
+                # bunches, and a restart between two bunches would find no request in flight.
+                await asyncio.sleep(random.random() * args.every_ms / 1000)
                 while not stop.is_set():
                     n += 1
                     rid = f"{i}-{n}"
