@@ -51,12 +51,8 @@ extension GatewayServer {
         // The sockets by their addresses, read once for every loop (NIO does not tell a channel's fd).
         let index = SocketIndex.ofThisProcess()
         phases.lap("find sockets")
-        var byLoop: [ObjectIdentifier: (loop: EventLoop, channels: [Channel])] = [:]
-        for channel in channels {
-            byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].channels.append(channel)
-        }
         let logger = self.logger
-        let perLoop = byLoop.values.map { loop, channels in
+        let perLoop = Self.byEventLoop(channels, \.eventLoop).map { loop, channels in
             loop.flatSubmit {
                 Self.handOver(channels, on: loop, index: index, flushTimeout: flushTimeout, logger: logger)
             }
@@ -174,12 +170,7 @@ extension GatewayServer {
     /// Starts restored connections: feeds each the bytes its previous process had read but not
     /// acted on, then reads from its socket. One task per event loop for all of its connections.
     public func resume(_ restored: [Restored]) async {
-        var byLoop: [ObjectIdentifier: (loop: EventLoop, connections: [Restored])] = [:]
-        for connection in restored {
-            let loop = connection.channel.eventLoop
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].connections.append(connection)
-        }
-        let resuming = byLoop.values.map { loop, connections in
+        let resuming = Self.byEventLoop(restored, \.channel.eventLoop).map { loop, connections in
             loop.submit {
                 for connection in connections {
                     let channel = connection.channel
@@ -191,6 +182,16 @@ extension GatewayServer {
             }
         }
         for future in resuming { try? await future.get() }
+    }
+
+    /// `items` in groups of one event loop each, for one task per loop instead of one per item.
+    private static func byEventLoop<Item>(_ items: [Item], _ loop: (Item) -> EventLoop) -> [(loop: EventLoop, items: [Item])] {
+        var groups: [ObjectIdentifier: (loop: EventLoop, items: [Item])] = [:]
+        for item in items {
+            let itemLoop = loop(item)
+            groups[ObjectIdentifier(itemLoop), default: (itemLoop, [])].items.append(item)
+        }
+        return Array(groups.values)
     }
 
     /// True once `future` succeeds, false when it fails or `timeout` passes first.
@@ -287,16 +288,8 @@ enum SocketIndex {
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
-            // d_name is a decimal fd ("." and ".." are not)
-            let fd = withUnsafeBytes(of: entry.pointee.d_name) { name -> Int32? in
-                var value: Int32 = 0
-                for byte in name.prefix(while: { $0 != 0 }) {
-                    guard byte >= 0x30, byte <= 0x39, value < Int32.max / 10 else { return nil }
-                    value = value * 10 + Int32(byte - 0x30)
-                }
-                return name.first == 0 ? nil : value
-            }
-            guard let fd, fd != own, entry.pointee.d_type == DT_LNK || entry.pointee.d_type == DT_UNKNOWN else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd != own else { continue }
             if let local = Endpoint(fd: fd, getsockname), let remote = Endpoint(fd: fd, getpeername) {
                 index[Key(local: local, remote: remote)] = fd
             }
