@@ -24,12 +24,24 @@ let package = Package(
         ),
         // dlopen(libsystemd.so.0) and one wrapper per function used; sd-bus's variadic calls too.
         .target(name: "CSystemdLoader", dependencies: ["CSystemd"]),
+        // Everything that talks to systemd, one file per feature as go-systemd cuts it: the
+        // activation environment (Activation), sd_notify (Notify), the watchdog (Watchdog), the fd
+        // store (FileDescriptorStore), our unit's pending job over D-Bus (Job), our unit from the
+        // cgroup (Unit) and the journal (Journal). The one importer of the libsystemd loader.
+        .target(
+            name: "Systemd",
+            dependencies: [
+                "CSystemdLoader",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The lock: where the listening sockets come from (systemd or our own bind), and the one
         // error type for a port that cannot be had. Knows nothing about HTTP or WebSockets.
         .target(
             name: "GatewayLock",
             dependencies: [
-                "CSystemdLoader",
+                "Systemd",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -43,16 +55,6 @@ let package = Package(
         .target(
             name: "GatewayConfig",
             dependencies: ["GatewayLock", "IPRange"]
-        ),
-        // Talking to the service manager: sd_notify READY/STATUS/STOPPING, the watchdog, the fd
-        // store (FDSTORE=1 / FDSTOREREMOVE=1) and the pending job of our unit (restart or stop).
-        .target(
-            name: "SystemdNotify",
-            dependencies: [
-                "CSystemdLoader",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
         ),
         // The OpenClaw protocol v4 subset: frames and the per-connection session logic (no I/O).
         .target(name: "GatewayProtocol"),
@@ -75,11 +77,10 @@ let package = Package(
             name: "RestartHandover",
             dependencies: [
                 "CProcess",
-                "CSystemdLoader",
                 "GatewayLock",
                 "GatewayProtocol",
                 "GatewayServer",
-                "SystemdNotify",
+                "Systemd",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -89,7 +90,7 @@ let package = Package(
             dependencies: [
                 "CProcess",
                 "GatewayConfig",
-                "SystemdNotify",
+                "Systemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -104,7 +105,7 @@ let package = Package(
                 "GatewayProtocol",
                 "GatewayServer",
                 "PortHolder",
-                "SystemdNotify",
+                "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -132,7 +133,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock"]),
+        .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock", "Systemd"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "IPRange"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
@@ -146,7 +147,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
-        .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer"]),
+        .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer", "Systemd"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
 import GatewayConfig
 import Logging
-import SystemdNotify
+import Systemd
 
 /// Reloads the configuration while the gateway runs (SIGHUP, `systemctl reload`, a changed
 /// file): resolves it again exactly as at start, keeps the last good one when the new one is

@@ -1,4 +1,5 @@
 import Logging
+import Systemd
 
 #if canImport(Glibc)
 import Glibc

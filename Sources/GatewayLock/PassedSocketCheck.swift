@@ -1,4 +1,4 @@
-import CSystemdLoader
+import Systemd
 
 #if canImport(Glibc)
 import Glibc
@@ -11,8 +11,8 @@ enum PassedSocketCheck {
     /// nil when the fd can serve; otherwise why not.
     static func problem(with fd: Int32, name: String) -> String? {
         let which = "passed fd \(fd) (\(name))"
-        let isListeningStream = openclaw_sd_is_socket(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1)
-        let isListeningInet = openclaw_sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1, 0)
+        let isListeningStream = SystemdActivation.isSocket(fd, type: Int32(SOCK_STREAM.rawValue), listening: 1)
+        let isListeningInet = SystemdActivation.isInetSocket(fd, type: Int32(SOCK_STREAM.rawValue), listening: 1)
         if isListeningStream > 0 && isListeningInet > 0 {
             return nil
         }

@@ -1,12 +1,11 @@
 import CProcess
 import Dispatch
-import CSystemdLoader
 import GatewayLock
 import GatewayProtocol
 import GatewayServer
 import Logging
 import Synchronization
-import SystemdNotify
+import Systemd
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -211,7 +210,7 @@ public enum RestartHandover {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
                     continue
                 }
-                guard openclaw_sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 0, 0) > 0 else {
+                guard SystemdActivation.isInetSocket(fd, type: Int32(SOCK_STREAM.rawValue), listening: 0) > 0 else {
                     logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
                     close(fd)
                     continue

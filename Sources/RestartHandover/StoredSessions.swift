@@ -1,7 +1,7 @@
 import GatewayLock
 import GatewayServer
 import Logging
-import SystemdNotify
+import Systemd
 
 #if canImport(Glibc)
 import Glibc

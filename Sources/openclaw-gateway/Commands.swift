@@ -2,6 +2,7 @@ import ArgumentParser
 import RestartHandover
 import GatewayConfig
 import GatewayLock
+import Systemd
 import GatewayProtocol
 import GatewayServer
 import Logging

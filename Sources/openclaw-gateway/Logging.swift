@@ -1,6 +1,6 @@
 import Logging
 import Synchronization
-import SystemdNotify
+import Systemd
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import ConfigReload
 import Dispatch
 import GatewayLock
+import Systemd
 
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import Systemd
 import Testing
 
 @testable import GatewayLock

@@ -1,6 +1,7 @@
 import CProcess
 import GatewayLock
 import GatewayServer
+import Systemd
 import Testing
 
 @testable import RestartHandover

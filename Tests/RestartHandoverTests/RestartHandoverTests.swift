@@ -3,7 +3,7 @@ import GatewayProtocol
 import GatewayServer
 import Logging
 import NIOPosix
-import SystemdNotify
+import Systemd
 import Testing
 
 @testable import RestartHandover

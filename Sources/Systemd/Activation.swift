@@ -100,6 +100,22 @@ public enum SystemdActivation: Sendable, Equatable {
         return .passed(sockets)
     }
 
+    /// sd_is_socket(3): 1 when `fd` is a socket of `type` (SOCK_STREAM, …) of any family, listening
+    /// when `listening` is 1 (0: not listening, -1: either way); 0 when it is not; a negative errno
+    /// when it cannot tell.
+    public static func isSocket(_ fd: Int32, type: Int32, listening: Int32) -> Int32 {
+        openclaw_sd_is_socket(fd, AF_UNSPEC, type, listening)
+    }
+
+    /// sd_is_socket_inet(3): the same, for an AF_INET or AF_INET6 socket (any port).
+    public static func isInetSocket(_ fd: Int32, type: Int32, listening: Int32) -> Int32 {
+        openclaw_sd_is_socket_inet(fd, AF_UNSPEC, type, listening, 0)
+    }
+
+    private static func errnoText(_ code: Int32) -> String {
+        String(cString: strerror(code))
+    }
+
     private static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }

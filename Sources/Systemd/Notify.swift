@@ -1,6 +1,5 @@
 import CSystemdLoader
 import Logging
-import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +19,6 @@ public struct SystemdNotifier: Sendable {
 
     public func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
     public func stopping(status: String) { send("STOPPING=1\nSTATUS=\(status)") }
-    public func watchdogPing() { send("WATCHDOG=1") }
     /// A reload begins: RELOADING=1 with the CLOCK_MONOTONIC time (MONOTONIC_USEC=, which systemd
     /// 253 and later require to match a reload to its start; 252 ignores it). READY=1 ends it.
     public func reloading(status: String) {
@@ -36,37 +34,6 @@ public struct SystemdNotifier: Sendable {
         let rc = openclaw_sd_notify(0, message)
         if rc < 0 {
             logger.debug("sd_notify failed: \(String(cString: strerror(-rc)))")
-        }
-    }
-
-    /// The watchdog interval systemd asks for (WatchdogSec=), in microseconds; nil when off or
-    /// when WATCHDOG_PID names another process.
-    public func watchdogInterval() -> UInt64? {
-        var usec: UInt64 = 0
-        return openclaw_sd_watchdog_enabled(0, &usec) > 0 && usec > 0 ? usec : nil
-    }
-}
-
-/// Pings the watchdog at half the interval systemd asks for, until graceful shutdown ends its
-/// sleep at once (ServiceGroup stops services one after the other: a sleeping watchdog would hold
-/// up everything behind it).
-public struct WatchdogService: Service {
-    let notifier: SystemdNotifier
-    let intervalMicroseconds: UInt64
-
-    public init(notifier: SystemdNotifier, intervalMicroseconds: UInt64) {
-        self.notifier = notifier
-        self.intervalMicroseconds = intervalMicroseconds
-    }
-
-    public func run() async throws {
-        let period = Duration.microseconds(Int64(intervalMicroseconds / 2))
-        notifier.logger.debug("watchdog on: pinging every \(period)")
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                notifier.watchdogPing()
-                try await Task.sleep(for: period)
-            }
         }
     }
 }
