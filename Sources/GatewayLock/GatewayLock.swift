@@ -48,9 +48,6 @@ public enum GatewayLock {
         public let listeners: [Listener]
         /// Passed fds that were not selected (other names) and were closed.
         public let closedFDs: [Int32]
-        /// Passed fds the caller asked to have set aside (``acquire(_:activation:setAside:logger:)``),
-        /// handed on unjudged and open: whoever takes them closes what it does not use.
-        public var setAside: [SystemdActivation.PassedSocket] = []
 
         public var urls: [String] { listeners.map(\.url) }
     }
@@ -59,28 +56,21 @@ public enum GatewayLock {
     public static let socketName = "gateway"
 
     /// Gets the listeners: systemd's when they are passed to this process, else a bind of
-    /// `request` (plus [::1] best-effort when the address is 127.0.0.1). Passed fds whose name
-    /// `setAside` accepts are not listeners (what the service left in its fd store, say): they are
-    /// neither judged nor closed, but returned in ``Acquired/setAside``. When they are all that was
-    /// passed, the service has no socket unit, and `request` is bound as without systemd.
+    /// `request` (plus [::1] best-effort when the address is 127.0.0.1). Every passed fd is taken
+    /// for a listener: whoever passed others (what a service left in its fd store) takes them out
+    /// first. When that leaves none, the service has no socket unit and binds `request` as without
+    /// systemd.
     public static func acquire(
         _ request: Request,
         activation: SystemdActivation,
-        setAside: (String) -> Bool = { _ in false },
         logger: Logger
     ) throws(GatewayLockError) -> Acquired {
         switch activation {
-        case .passed(let sockets) where !sockets.isEmpty && sockets.allSatisfy({ setAside($0.name) }):
-            // Only what a service without a socket unit left in its fd store (a restart): its
-            // listener is its own to bind, as at its first start.
-            let names = Set(sockets.map(\.name)).sorted().joined(separator: ", ")
-            logger.info("systemd passed no listening socket, only the fd store's (\(names)): binding \(request.url)")
-            var acquired = try bind(request, logger: logger)
-            for socket in sockets { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
-            acquired.setAside = sockets
-            return acquired
+        case .passed(let sockets) where sockets.isEmpty:
+            logger.info("systemd passed no listening socket: binding \(request.url)")
+            return try bind(request, logger: logger)
         case .passed(let sockets):
-            return try adopt(sockets, request: request, setAside: setAside)
+            return try adopt(sockets, request: request)
         case .invalid(let reason):
             throw .bindFailed(on: request.url, reason: reason)
         case .notForUs(let detail):
@@ -91,20 +81,10 @@ public enum GatewayLock {
 
     /// Selects the passed sockets named `gateway` (all of them when none carries that name) and
     /// checks each one; any that cannot serve fails the whole start, and nothing is bound instead.
-    static func adopt(
-        _ passed: [SystemdActivation.PassedSocket], request: Request, setAside: (String) -> Bool = { _ in false }
-    ) throws(GatewayLockError) -> Acquired {
-        let stored = passed.filter { setAside($0.name) }
-        let sockets = passed.filter { !setAside($0.name) }
+    static func adopt(_ sockets: [SystemdActivation.PassedSocket], request: Request) throws(GatewayLockError) -> Acquired {
         let named = sockets.filter { $0.name == socketName }
         let selected = named.isEmpty ? sockets : named
         let unselected = sockets.filter { socket in !selected.contains(socket) }
-        // On failure the fds set aside stay open: the caller has them (in the activation) and closes
-        // them the way it sees fit (cleanly, for sessions a restart handed over).
-        guard !selected.isEmpty else {
-            let names = stored.prefix(3).map(\.name) + (stored.count > 3 ? ["…"] : [])
-            throw .bindFailed(on: request.url, reason: "systemd passed no listening socket, only \(stored.count) other fd(s): \(names.joined(separator: ", "))")
-        }
 
         var listeners: [Listener] = []
         for socket in selected {
@@ -118,10 +98,7 @@ public enum GatewayLock {
             listeners.append(Listener(fd: socket.fd, address: address, port: port, name: socket.name))
         }
         for socket in unselected { close(socket.fd) }
-        for socket in stored { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
-        var acquired = Acquired(source: .systemd, listeners: listeners, closedFDs: unselected.map(\.fd))
-        acquired.setAside = stored
-        return acquired
+        return Acquired(source: .systemd, listeners: listeners, closedFDs: unselected.map(\.fd))
     }
 
     /// The fallback: bind `request` ourselves. 127.0.0.1 is the lock; [::1] on the same port is

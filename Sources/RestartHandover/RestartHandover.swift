@@ -36,10 +36,23 @@ public enum RestartHandover {
     }
 
     /// Names of the fds a gateway leaves in systemd's fd store: the carrier, and what 0.1.0 left
-    /// (`state`, `conn-<id>`). They come back in LISTEN_FDS beside the listeners, in no fixed
-    /// order, for the lock to set aside (``GatewayLock/acquire(_:activation:setAside:logger:)``).
-    public static func isStoreName(_ name: String) -> Bool {
+    /// (`state`, `conn-<id>`).
+    static func isStoreName(_ name: String) -> Bool {
         name == Carrier.storeName || Legacy.isStoreName(name)
+    }
+
+    /// Takes what a gateway left in systemd's fd store out of what systemd passed: those fds come
+    /// back in LISTEN_FDS beside the listeners, in no fixed order. The activation left over is the
+    /// lock's (``GatewayLock/acquire(_:activation:logger:)``); `stored` goes to
+    /// ``takeBack(_:server:store:secret:logger:)``, or to ``closeStored(_:)`` when the gateway
+    /// cannot start. Each stored fd gets FD_CLOEXEC.
+    public static func separateStored(
+        _ activation: SystemdActivation
+    ) -> (listeners: SystemdActivation, stored: [SystemdActivation.PassedSocket]) {
+        guard case .passed(let sockets) = activation else { return (activation, []) }
+        let stored = sockets.filter { isStoreName($0.name) }
+        for socket in stored { _ = fcntl(socket.fd, F_SETFD, fcntl(socket.fd, F_GETFD) | FD_CLOEXEC) }
+        return (.passed(sockets.filter { !isStoreName($0.name) }), stored)
     }
 
     /// The formats this binary reads, which `openclaw-gateway handover-formats` prints: a gateway
@@ -251,14 +264,9 @@ public enum RestartHandover {
     }
 
     /// When the gateway cannot start (a bad flag or config after an upgrade, a listener problem):
-    /// closes the sessions a restart handed over the way a stop would — `shutdown` event and 1012
-    /// — instead of leaving systemd to drop them without a word, and empties the store.
-    public static func closeStored(_ activation: SystemdActivation) {
-        guard case .passed(let sockets) = activation else { return }
-        closeStored(sockets.filter { isStoreName($0.name) })
-    }
-
-    /// The same, for the stored fds the lock has already set aside (``GatewayLock/Acquired/setAside``).
+    /// closes the sessions a restart handed over (``separateStored(_:)``) the way a stop would —
+    /// `shutdown` event and 1012 — instead of leaving systemd to drop them without a word, and
+    /// empties the store.
     public static func closeStored(_ passed: [SystemdActivation.PassedSocket]) {
         guard !passed.isEmpty else { return }
         let store = FileDescriptorStore()

@@ -141,10 +141,11 @@ enum GatewayCommandLine {
     }
 
     /// Parses the command line and does everything that must happen on the main thread before any
-    /// other thread exists; exits on a usage, configuration or lock error.
-    static func prepare(arguments: [String], activation: SystemdActivation) -> PreparedGateway {
+    /// other thread exists; exits on a usage, configuration or lock error, after closing the
+    /// sessions a restart left in the fd store (`stored`) cleanly.
+    static func prepare(arguments: [String], activation: SystemdActivation, stored: [SystemdActivation.PassedSocket]) -> PreparedGateway {
         guard !isForArgumentParser(arguments) else {
-            RestartHandover.closeStored(activation)
+            RestartHandover.closeStored(stored)
             var command: ParsableCommand
             do {
                 command = try OpenclawGateway.parseAsRoot(arguments)
@@ -169,19 +170,20 @@ enum GatewayCommandLine {
             print(GatewayVersion.current)
             exit(0)
         case .failure(let error):
-            RestartHandover.closeStored(activation)
+            RestartHandover.closeStored(stored)
             printError("openclaw-gateway: \(error.message) (see openclaw-gateway run --help)")
             exit(64)
         }
         // The lock first, with as little as it needs (the environment's few names, no other
         // setting): a duplicate is refused, and a socket-activated start gets going, at once.
         // --force goes the full way, which knows how to take the port over.
-        let early = settings.force ? nil : GatewayRunner.lockEarly(settings.options, logLevel: settings.logLevel, activation: activation)
-        switch GatewayRunner.prepare(settings, activation: activation, early: early) {
+        let early = settings.force ? nil : GatewayRunner.lockEarly(
+            settings.options, logLevel: settings.logLevel, activation: activation, stored: stored)
+        switch GatewayRunner.prepare(settings, activation: activation, stored: stored, early: early) {
         case .success(let prepared):
             return prepared
         case .failure(let failure):
-            RestartHandover.closeStored(activation)
+            RestartHandover.closeStored(stored)
             exit(failure.status)
         }
     }

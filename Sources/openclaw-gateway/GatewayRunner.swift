@@ -21,20 +21,22 @@ struct StartFailure: Error {
 }
 
 /// `openclaw-gateway run`: configuration -> lock (listener) -> server -> READY, in that order. The
-/// first two happen in ``GatewayRunner/prepare(_:activation:)`` on the main thread alone.
+/// first two happen in ``GatewayRunner/prepare(_:activation:stored:early:)`` on the main thread alone.
 enum GatewayRunner {
     /// The lock taken without ArgumentParser, for a command line of lock flags only (see
-    /// ``lockEarly(_:activation:)``).
+    /// ``lockEarly(_:logLevel:activation:stored:)``).
     struct EarlyLock {
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
     }
 
     /// Configuration and lock for `run`, reading only the environment names configuration and
-    /// logging need. A duplicate is refused here, exactly as ``prepare(_:activation:early:)``
+    /// logging need. A duplicate is refused here, exactly as ``prepare(_:activation:stored:early:)``
     /// would refuse it. Anything else — a configuration error, another bind failure, a bad
     /// LISTEN_* — returns nil and goes the full way, which reports it.
-    static func lockEarly(_ options: CommandLineOptions, logLevel: String?, activation: SystemdActivation) -> EarlyLock? {
+    static func lockEarly(
+        _ options: CommandLineOptions, logLevel: String?, activation: SystemdActivation, stored: [SystemdActivation.PassedSocket]
+    ) -> EarlyLock? {
         // Only what configuration and logging read: cheaper than the whole environ, and this path
         // is timed.
         let names = configurationEnvironmentNames + ["OPENCLAW_LOG_LEVEL", "JOURNAL_STREAM"]
@@ -47,17 +49,20 @@ enum GatewayRunner {
         let logger = Logger(label: "openclaw-gateway")
         do {
             let acquired = try GatewayLock.acquire(
-                configuration.lockRequest, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
+                configuration.lockRequest, activation: activation, logger: logger)
             return EarlyLock(configuration: configuration, acquired: acquired)
         } catch where error.kind == .alreadyListening {
             reportConflict(error, port: configuration.port, forceRefused: false)
+            RestartHandover.closeStored(stored)
             exit(GatewayLockError.exitStatus)
         } catch {
             return nil
         }
     }
 
-    static func prepare(_ command: RunSettings, activation: SystemdActivation, early: EarlyLock? = nil) -> Result<PreparedGateway, StartFailure> {
+    static func prepare(
+        _ command: RunSettings, activation: SystemdActivation, stored: [SystemdActivation.PassedSocket], early: EarlyLock? = nil
+    ) -> Result<PreparedGateway, StartFailure> {
         let configuration: GatewayConfiguration
         let acquired: GatewayLock.Acquired
         let logger: Logger
@@ -101,7 +106,8 @@ enum GatewayRunner {
         server.take(configuration)
         return .success(
             PreparedGateway(
-                acquired: acquired, configuration: configuration, options: command.options, logLevelFlag: command.logLevel,
+                acquired: acquired, stored: stored, configuration: configuration, options: command.options,
+                logLevelFlag: command.logLevel,
                 server: server, logger: logger))
     }
 
@@ -112,14 +118,14 @@ enum GatewayRunner {
     ) throws(GatewayLockError) -> GatewayLock.Acquired {
         let request = configuration.lockRequest
         do {
-            return try GatewayLock.acquire(request, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
+            return try GatewayLock.acquire(request, activation: activation, logger: logger)
         } catch where error.kind == .alreadyListening {
             var forceRefused = false
             if force {
                 switch ForcedTakeover.release(port: request.port, logger: logger) {
                 case .portReleased:
                     do {
-                        return try GatewayLock.acquire(request, activation: activation, setAside: RestartHandover.isStoreName, logger: logger)
+                        return try GatewayLock.acquire(request, activation: activation, logger: logger)
                     } catch {
                         printError(error.description)
                         throw error
@@ -175,6 +181,8 @@ enum GatewayRunner {
 /// The gateway once it holds its listeners: what is left is to serve them.
 struct PreparedGateway: Sendable {
     let acquired: GatewayLock.Acquired
+    /// What a restart left in the fd store, for the handover to take back.
+    let stored: [SystemdActivation.PassedSocket]
     let configuration: GatewayConfiguration
     /// The command line's part of the configuration, resolved again at each reload.
     let options: CommandLineOptions
@@ -259,7 +267,7 @@ struct ServingGateway: Sendable {
         services.append(
             .init(
                 service: GatewayService(
-                    server: server, adoption: adoption, acquired: prepared.acquired,
+                    server: server, adoption: adoption, acquired: prepared.acquired, stored: prepared.stored,
                     configuration: prepared.configuration, notifier: notifier, stopCause: stopCause, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup,
@@ -362,6 +370,7 @@ struct GatewayService: Service {
     let server: GatewayServer
     let adoption: EventLoopFuture<Void>
     let acquired: GatewayLock.Acquired
+    let stored: [SystemdActivation.PassedSocket]
     let configuration: GatewayConfiguration
     let notifier: SystemdNotifier
     let stopCause: StopCauseRecord
@@ -378,7 +387,7 @@ struct GatewayService: Service {
         do {
             try await adoption.get()
         } catch {
-            RestartHandover.closeStored(acquired.setAside)
+            RestartHandover.closeStored(stored)
             throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")
         }
         let origin: String
@@ -396,7 +405,7 @@ struct GatewayService: Service {
         let store = FileDescriptorStore()
         // Sessions a restart handed over come back in the fd store; carried on before READY=1.
         await RestartHandover.takeBack(
-            acquired.setAside, server: server, store: store, secret: configuration.auth.secret, logger: logger)
+            stored, server: server, store: store, secret: configuration.auth.secret, logger: logger)
         logger.info("listening on \(urls) (\(origin))")
         notifier.ready(status: "Listening on \(urls) (\(origin))")
 

@@ -43,39 +43,25 @@ import Glibc
         close(try FallbackBind.listen(on: .loopback, port: otherPort))
     }
 
-    @Test func fdsSetAsideAreHandedOnOpenAndUnjudged() throws {
-        let gateway = listener(port: freePort())
-        let state = memfdLike()
-        var pair: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)  // not TCP: not judged
-        defer { close(gateway); close(state); close(pair[0]); close(pair[1]) }
+    @Test func nothingLeftToAdoptIsAServiceWithoutASocketUnitWhichBindsItsOwn() throws {
+        // A restart of a service that binds its own port passes only what it stored, which the
+        // handover has taken out before the lock sees the rest.
         let acquired = try GatewayLock.acquire(
-            request, activation: passed([(pair[0], "sessions"), (gateway, "gateway"), (state, "state")]),
-            setAside: { $0 == "sessions" || $0 == "state" }, logger: quietLogger)
-        #expect(acquired.listeners.map(\.fd) == [gateway])
-        #expect(acquired.setAside.map(\.name) == ["sessions", "state"])
-        #expect(acquired.closedFDs.isEmpty)
-        #expect(fcntl(pair[0], F_GETFD) == FD_CLOEXEC)
-    }
-
-    @Test func fdsSetAsideWithoutAListenerAreAServiceWithoutASocketUnitWhichBindsItsOwn() throws {
-        // A restart of a service that binds its own port passes only what it stored.
-        let state = memfdLike()
-        defer { close(state) }
-        let acquired = try GatewayLock.acquire(
-            GatewayLock.Request(address: .loopback, port: 0), activation: passed([(state, "state")]),
-            setAside: { $0 == "state" }, logger: quietLogger)
+            GatewayLock.Request(address: .loopback, port: 0), activation: .passed([]), logger: quietLogger)
         defer { for listener in acquired.listeners { close(listener.fd) } }
         #expect(acquired.source == .bound && !acquired.listeners.isEmpty && acquired.listeners.allSatisfy { $0.port > 0 })
-        #expect(acquired.setAside.map(\.name) == ["state"])
-        #expect(fcntl(state, F_GETFD) == FD_CLOEXEC)  // left open to the caller, which carries it on
     }
 
-    func memfdLike() -> Int32 {
-        var fds: [Int32] = [0, 0]
-        _ = pipe(&fds)
-        close(fds[1])
-        return fds[0]
+    @Test func anFdStoreEntryLeftAmongTheListenersFailsTheStart() throws {
+        // Whatever is passed is judged as a listener: a unix socketpair named "sessions" is refused.
+        let gateway = listener(port: freePort())
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { close(gateway); close(pair[0]); close(pair[1]) }
+        #expect(throws: GatewayLockError.self) {
+            try GatewayLock.acquire(
+                request, activation: passed([(pair[0], "sessions"), (gateway, "openclaw-gateway.socket")]), logger: quietLogger)
+        }
     }
 
     @Test func withoutAGatewayNameEverySocketIsServed() throws {

@@ -1,3 +1,4 @@
+import CProcess
 import GatewayLock
 import GatewayProtocol
 import GatewayServer
@@ -15,6 +16,31 @@ import Glibc
 import Foundation  // JSONSerialization, to read frames the way a client would
 
 @Suite struct RestartHandoverTests {
+    @Test func whatTheFdStoreKeptIsTakenOutOfWhatSystemdPassedAndTheRestIsTheLocks() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &pair) == 0)
+        let state = openclaw_memfd_create("test-state")
+        let legacy = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { for fd in [listener, pair[0], pair[1], state, legacy] { close(fd) } }
+        for fd in [pair[0], state, legacy] { _ = fcntl(fd, F_SETFD, 0) }
+        let passed: [SystemdActivation.PassedSocket] = [
+            .init(fd: pair[0], name: "sessions"), .init(fd: listener, name: "gateway"),
+            .init(fd: state, name: "state"), .init(fd: legacy, name: "conn-0123"),
+        ]
+        let (listeners, stored) = RestartHandover.separateStored(.passed(passed))
+        #expect(listeners == .passed([.init(fd: listener, name: "gateway")]))
+        #expect(stored.map(\.name) == ["sessions", "state", "conn-0123"])
+        #expect(stored.allSatisfy { fcntl($0.fd, F_GETFD) == FD_CLOEXEC })
+
+        // A service without a socket unit: only what it stored comes back, nothing for the lock.
+        let (none, onlyStored) = RestartHandover.separateStored(.passed([passed[0]]))
+        #expect(none == .passed([]) && onlyStored.map(\.name) == ["sessions"])
+        // Without systemd there is nothing to separate.
+        let (notForUs, nothing) = RestartHandover.separateStored(.notForUs(detail: nil))
+        #expect(notForUs == .notForUs(detail: nil) && nothing.isEmpty)
+    }
+
     @Test func theStateSurvivesAMemfdRoundTrip() throws {
         let connection = HandedOverConnection(
             fd: -1,
