@@ -84,6 +84,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The gateway's life as one service: starting -> serving -> deciding -> handing over |
+        // closing -> done (take back, READY; at shutdown STOPPING, systemd's job, carrier or 1012).
+        .target(
+            name: "GatewayLifecycle",
+            dependencies: [
+                "GatewayLock",
+                "GatewayProtocol",
+                "GatewayServer",
+                "RestartHandover",
+                "Systemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Reloads while running: SIGHUP and a watched file -> the configuration resolved again.
         .target(
             name: "ConfigReload",
@@ -99,6 +114,7 @@ let package = Package(
             name: "openclaw-gateway",
             dependencies: [
                 "ConfigReload",
+                "GatewayLifecycle",
                 "RestartHandover",
                 "GatewayLock",
                 "GatewayConfig",
@@ -146,6 +162,18 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "GatewayLifecycleTests",
+            dependencies: [
+                "GatewayLifecycle",
+                "GatewayProtocol",
+                "GatewayServer",
+                "RestartHandover",
+                "Systemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer", "Systemd"]),
     ],

@@ -1,4 +1,5 @@
 import ConfigReload
+import GatewayLifecycle
 import GatewayConfig
 import GatewayLock
 import GatewayProtocol
@@ -267,8 +268,11 @@ struct ServingGateway: Sendable {
         services.append(
             .init(
                 service: GatewayService(
-                    server: server, adoption: adoption, acquired: prepared.acquired, stored: prepared.stored,
-                    configuration: prepared.configuration, notifier: notifier, stopCause: stopCause, logger: logger),
+                    .init(
+                        server: server, adoption: adoption, stored: prepared.stored, urls: prepared.acquired.urls,
+                        origin: Self.origin(of: prepared.acquired), lockURL: prepared.configuration.lockRequest.url,
+                        secret: prepared.configuration.auth.secret, notifier: notifier, stopCause: stopCause),
+                    logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup,
                 failureTerminationBehavior: .gracefullyShutdownGroup,
                 serviceName: "gateway"))
@@ -293,6 +297,19 @@ struct ServingGateway: Sendable {
             status = RestartHandover.restartExitStatus
         }
         return status
+    }
+
+    /// Where the listeners came from, for the log and systemd's STATUS: the socket unit when
+    /// systemd runs us as a service (FileDescriptorName= replaces the unit's name with "gateway",
+    /// so the name alone does not say which unit); the fd names otherwise (systemd-socket-activate).
+    static func origin(of acquired: GatewayLock.Acquired) -> String {
+        switch acquired.source {
+        case .systemd:
+            let names = Set(acquired.listeners.compactMap(\.name)).sorted().joined(separator: ", ")
+            return "socket from systemd: \(SystemdUnit.socketUnit() ?? names)"
+        case .bound:
+            return "bound by this process"
+        }
     }
 
     /// After a reload: whether its changes call for a restart (``ReloadSettings/restartKeys(_:)``)
@@ -363,71 +380,6 @@ func raiseFileLimit() {
     guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
     limit.rlim_cur = limit.rlim_max
     setrlimit(resource, &limit)
-}
-
-/// Serves until graceful shutdown, then closes listeners first and connections after.
-struct GatewayService: Service {
-    let server: GatewayServer
-    let adoption: EventLoopFuture<Void>
-    let acquired: GatewayLock.Acquired
-    let stored: [SystemdActivation.PassedSocket]
-    let configuration: GatewayConfiguration
-    let notifier: SystemdNotifier
-    let stopCause: StopCauseRecord
-    let logger: Logger
-
-    /// How long connections get to close at shutdown; systemd's default stop timeout is 90 s and
-    /// the contract asks for an exit within 10 s.
-    static let gracePeriod: TimeAmount = .seconds(8)
-    /// How long a session being handed over may take to send what it already queued; one whose
-    /// client reads slower than that is closed instead.
-    static let handOverFlushTimeout: TimeAmount = .seconds(2)
-
-    func run() async throws {
-        do {
-            try await adoption.get()
-        } catch {
-            RestartHandover.closeStored(stored)
-            throw GatewayLockError.bindFailed(on: configuration.lockRequest.url, reason: "cannot serve the listening socket: \(error)")
-        }
-        let origin: String
-        switch acquired.source {
-        case .systemd:
-            // The socket unit when systemd runs us as a service (FileDescriptorName= replaces the
-            // unit's name with "gateway", so the name alone does not say which unit); the fd names
-            // otherwise (systemd-socket-activate).
-            let names = Set(acquired.listeners.compactMap(\.name)).sorted().joined(separator: ", ")
-            origin = "socket from systemd: \(SystemdUnit.socketUnit() ?? names)"
-        case .bound:
-            origin = "bound by this process"
-        }
-        let urls = acquired.urls.joined(separator: ", ")
-        let store = FileDescriptorStore()
-        // Sessions a restart handed over come back in the fd store; carried on before READY=1.
-        await RestartHandover.takeBack(
-            stored, server: server, store: store, secret: configuration.auth.secret, logger: logger)
-        logger.info("listening on \(urls) (\(origin))")
-        notifier.ready(status: "Listening on \(urls) (\(origin))")
-
-        try? await gracefulShutdown()
-
-        notifier.stopping(status: "Stopping: closing listeners and connections")
-        let decision = await RestartHandover.decide(store: store, cause: stopCause.value)
-        await server.closeListeners()
-        logger.info("stopped listening on \(urls)")
-        switch decision {
-        case .handOver:
-            let started = ContinuousClock.now
-            let handed = await server.handOver(flushTimeout: Self.handOverFlushTimeout)
-            let stored = RestartHandover.store(handed, in: store, secret: server.configuration.controlPlane.secret, logger: logger)
-            let elapsed = RestartHandover.milliseconds(since: started)
-            logger.info("restart: handed \(stored) connection(s) to the next gateway through the carrier in systemd's fd store (\(elapsed) ms)")
-        case .closeClients(let reason):
-            if server.connectionCount > 0 { logger.info("closing clients: \(reason)") }
-        }
-        await server.closeConnections(gracePeriod: Self.gracePeriod)
-        logger.info("shut down")
-    }
 }
 
 func printError(_ line: String) {
