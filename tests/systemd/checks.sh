@@ -344,9 +344,25 @@ check "12. 0.1.0 installed and serving ($(dpkg-query -W -f='${Version}' openclaw
   "test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = 0.1.0 && $PROBE health 18789"
 released_pid=$(prop openclaw-gateway.service MainPID)
 current=$(dpkg-deb -f "$DEB" Version)
-out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $DEB >/tmp/dpkg-from-released.log 2>&1" 2>&1); rc=$?
+# a template instance of 0.1.0 with sessions of its own, connected before the upgrade begins
+rm -f /tmp/instance-ready /tmp/upgraded
+systemctl start openclaw-gateway@18800.socket
+$SESSIONS soak 18800 --clients 20 --every-ms 20 \
+  --during "touch /tmp/instance-ready; while [ ! -e /tmp/upgraded ]; do sleep 0.1; done" >/tmp/instance-soak.out 2>&1 &
+instance_soak=$!
+for _ in $(seq 300); do [ -e /tmp/instance-ready ] && break; sleep 0.1; done
+released_instance_pid=$(prop openclaw-gateway@18800.service MainPID)
+out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $DEB >/tmp/dpkg-from-released.log 2>&1; touch /tmp/upgraded" 2>&1); rc=$?
+touch /tmp/upgraded
+wait $instance_soak; instance_rc=$?
 check "12.1 50 sessions across the upgrade from 0.1.0 to $current: none closed, lost or duplicated, same connIds: $out" bash -c \
   "test $rc = 0 && test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = '$current'"
+check "12.1 ... and a running template instance's 20 sessions too, restarted by the upgrade: $(cat /tmp/instance-soak.out)" bash -c \
+  "test $instance_rc = 0 && test '$(prop openclaw-gateway@18800.service MainPID)' != '$released_instance_pid' &&
+   journalctl -b -u openclaw-gateway@18800.service -o cat | grep -q '^carried on 20 connection(s) from pid $released_instance_pid across the restart' &&
+   test ! -e /run/systemd/system/openclaw-gateway@.service.d/50-handover-from-0.1.conf &&
+   test \$(systemctl show -p FileDescriptorStoreMax --value openclaw-gateway@18800.service) = 8"
+systemctl stop openclaw-gateway@18800.socket openclaw-gateway@18800.service
 check "12.1 ... the 0.1.0 process handed them over and the new one carried all 50 on (journal)" bash -c \
   "journalctl -b -u openclaw-gateway.service -o cat _PID=$released_pid | grep -q '^restart: handed 50 connection(s)' &&
    journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 50 connection(s) from pid $released_pid across the restart'"
@@ -367,7 +383,8 @@ dpkg --purge openclaw-gateway >/tmp/purge-released.log 2>&1 || cat /tmp/purge-re
 # 13. the user units under a lingering user's manager, as most OpenClaw users run the gateway: the
 # package installed, its system socket disabled (one gateway per port), `systemctl --user` for
 # the rest; the restart handover asks the user manager over the user bus
-dpkg -i "$DEB" >/tmp/dpkg-user.log 2>&1 || { cat /tmp/dpkg-user.log; notok "13. dpkg -i"; }
+# It begins with 0.1.0, which the upgrade in 13.0 replaces under the user's sessions.
+dpkg -i "$RELEASED_DEB" >/tmp/dpkg-user-released.log 2>&1 || { cat /tmp/dpkg-user-released.log; notok "13. dpkg -i 0.1.0"; }
 systemctl disable --now openclaw-gateway.socket openclaw-gateway.service >/dev/null 2>&1
 useradd -m -s /bin/bash gwuser
 gwuid=$(id -u gwuser)
@@ -381,6 +398,18 @@ U enable --now openclaw-gateway.socket >/tmp/user-enable.log 2>&1
 check "13. user socket enabled and listening, held by the user's manager, not PID 1" bash -c \
   "test \"\$(runuser -u gwuser -- env XDG_RUNTIME_DIR=/run/user/$gwuid systemctl --user is-active openclaw-gateway.socket)\" = active &&
    ss -Hltnp 'sport = :18789' | grep -q 'systemd' && ! ss -Hltnp 'sport = :18789' | grep -q 'pid=1,'"
+# 13.0 a package upgrade restarts the running user service (debhelper restarts no user unit): the
+# user manager reads the new units, and the sessions cross as on `systemctl --user restart`
+$PROBE health 18789 >/dev/null
+released_user_pid=$(uprop openclaw-gateway.service MainPID)
+out=$($SESSIONS soak 18789 --clients 20 --every-ms 20 --during "dpkg -i $DEB >/tmp/dpkg-user.log 2>&1" 2>&1); rc=$?
+check "13.0 the upgrade from 0.1.0 restarts the user service: 20 sessions carried on, none closed or lost: $out" bash -c \
+  "test $rc = 0 && test \"\$(dpkg-query -W -f='\${Version}' openclaw-gateway)\" = '$(dpkg-deb -f "$DEB" Version)' &&
+   journalctl -b _SYSTEMD_USER_UNIT=openclaw-gateway.service -o cat | grep -q '^carried on 20 connection(s) from pid $released_user_pid across the restart'"
+check "13.0 ... the user manager runs the new unit (FileDescriptorStoreMax=$(uprop openclaw-gateway.service FileDescriptorStoreMax)), no drop-in left, the system socket still disabled" bash -c \
+  "test '$(uprop openclaw-gateway.service FileDescriptorStoreMax)' = 8 && test ! -e /run/systemd/user/openclaw-gateway.service.d &&
+   test \"\$(systemctl is-enabled openclaw-gateway.socket)\" = disabled"
+U stop openclaw-gateway.service  # 13.1 starts it through the socket
 check "13.1 /healthz through the user socket starts the user service" $PROBE health 18789
 check "13.1 ... active under the user's manager, as gwuser" bash -c \
   "test \"\$(runuser -u gwuser -- env XDG_RUNTIME_DIR=/run/user/$gwuid systemctl --user is-active openclaw-gateway.service)\" = active &&
