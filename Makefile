@@ -56,14 +56,17 @@ RELEASE_TOP := $(CURDIR)
 include packaging/release.mk
 # SwiftPM links <scratch>/release to the build's product folder.
 STATIC_BIN := $(STATIC_SCRATCH)/release
-# PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it).
+# PEER=path/to/go-gateway adds the peer's figures and the ratios (shared/peers/build.sh builds it);
+# the load figures are then taken with the peer's wsload too (WSLOAD=, by default the wsload beside
+# PEER when there is one; without it only gateway-load runs).
 # RUNS / LOAD_RUNS: how many start-up and load runs (bench/RESULTS.md says which it used).
 RUNS ?= 10
 LOAD_RUNS ?= 3
+WSLOAD ?= $(if $(PEER),$(wildcard $(dir $(PEER))wsload))
 bench: deps
 	@# a changed symbol order or export list does not change the link command: relink by hand
 	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \
-		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) --markdown bench/last-run.md
+		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) $(if $(WSLOAD),--wsload $(WSLOAD)) --markdown bench/last-run.md

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """`make bench`: the gateway's figures on a release build, side by side with a peer when given.
 
-  bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--floor-server PATH] [--runs 10] [--markdown FILE]
+  bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--wsload PATH] [--floor-server PATH] [--runs 10]
+                 [--markdown FILE]
 
 Prints one table (median, p10, p90 over repeated runs; with --peer, the peer's median and the
 ratio ours/peer, both measured in the same run, alternating) and one `RESULT` line per figure.
-The load client is the project's own (`gateway-load`, SwiftNIO); the peer is only compared with.
+The load client is the project's own (`gateway-load`, SwiftNIO) and, with --wsload, also the Go
+peer's `wsload` (gorilla), a client we did not write: a server tuned to its own client proves little.
+Each load figure comes with the server's CPU per request (or per connection, for churn): its
+utime + stime over the run (/proc/PID/stat) divided by what the client got answered. The peer
+is only compared with.
 With --floor-server (`startup-floor`: SwiftNIO and libsystemd, nothing of the gateway) the start-up
 figures are also taken of that floor, to tell the gateway's own cost from the parts'.
 A benchmark, not a test: it asserts nothing beyond the runs themselves working.
@@ -24,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Notify, build_floor, free_port, healthz, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
+from benchlib import Notify, build_floor, cpu_seconds, free_port, healthz, quantiles, rss_kib, timed_exit, wait_bindable, ws_client  # noqa: E402
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 
@@ -147,15 +152,31 @@ def sigterm_figures(subject, tmp, figures, clients):
     notify.close()
 
 
-def load_figures(subject, tmp, figures, load_tool, hold_conns):
+def measured(pid, tool, *args):
+    """A load run and the server's CPU over it: (the tool's RESULT, CPU microseconds used)."""
+    before = cpu_seconds(pid)
+    r = load(tool, *args)
+    return r, (cpu_seconds(pid) - before) * 1e6
+
+
+def load_figures(subject, tmp, figures, load_tool, hold_conns, wsload=None, seconds=5):
     port = free_port()
     proc, notify, _ = start(subject, port, tmp, "--max-connections", "20000")
-    r = load(load_tool, "rpc", "--port", str(port), "--conns", "64", "--seconds", "5")
+    r, cpu = measured(proc.pid, load_tool, "rpc", "--port", str(port), "--conns", "64", "--seconds", str(seconds))
     figures["health_rps"].append(r["rps"])
     figures["health_p50_us"].append(r["p50_us"])
     figures["health_p99_us"].append(r["p99_us"])
-    c = load(load_tool, "churn", "--port", str(port), "--count", "2000")
+    figures["health_cpu_us_per_req"].append(cpu / (r["rps"] * seconds))
+    if wsload:
+        w, cpu = measured(proc.pid, wsload, "rpc", "-url", f"ws://127.0.0.1:{port}/", "-conns", "64", "-duration", f"{seconds}s")
+        figures["wsload_health_rps"].append(w["rps"])
+        figures["wsload_health_p50_us"].append(w["p50_us"])
+        figures["wsload_health_p99_us"].append(w["p99_us"])
+        figures["wsload_health_cpu_us_per_req"].append(cpu / (w["rps"] * seconds))
+    count = 2000
+    c, cpu = measured(proc.pid, load_tool, "churn", "--port", str(port), "--count", str(count))
     figures["churn_conns_per_s"].append(c["conns_per_s"])
+    figures["churn_cpu_us_per_conn"].append(cpu / count)
     idle = rss_kib(proc.pid)
     h = load(load_tool, "hold", "--port", str(port), "--conns", str(hold_conns), "--seconds", "5", "--pid", str(proc.pid))
     figures["rss_10k_idle_kib"].append(h["server_rss_kib"])
@@ -165,7 +186,8 @@ def load_figures(subject, tmp, figures, load_tool, hold_conns):
 
 FIGURES = ["dup_exit_ms", "floor_exit_ms", "ready_ms", "floor_ready_ms", "first_healthz_ms", "activated_healthz_ms",
            "floor_activated_healthz_ms", "activated_hello_ms", "sigterm_port_free_ms", "sigterm_exit_ms", "health_rps", "health_p50_us",
-           "health_p99_us", "churn_conns_per_s", "idle_rss_kib", "rss_10k_idle_kib", "rss_per_conn_kib"]
+           "health_p99_us", "health_cpu_us_per_req", "wsload_health_rps", "wsload_health_p50_us", "wsload_health_p99_us",
+           "wsload_health_cpu_us_per_req", "churn_conns_per_s", "churn_cpu_us_per_conn", "idle_rss_kib", "rss_10k_idle_kib", "rss_per_conn_kib"]
 
 
 def floor_lines(results, peer):
@@ -195,6 +217,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--load", required=True)
     ap.add_argument("--peer")
+    ap.add_argument("--wsload", help="the Go peer's load client (shared/peers/build.sh): the load figures with it too")
     ap.add_argument("--floor-server", help="startup-floor: SwiftNIO + libsystemd and nothing else")
     ap.add_argument("--runs", type=int, default=10, help="runs of the start-up figures")
     ap.add_argument("--load-runs", type=int, default=3, help="runs of the load figures")
@@ -221,7 +244,7 @@ def main():
             sigterm_figures(s, tmp, results[s.name], args.clients)
     for i in range(args.load_runs):
         for s in (subjects if i % 2 == 0 else subjects[::-1]):
-            load_figures(s, tmp, results[s.name], args.load, args.hold)
+            load_figures(s, tmp, results[s.name], args.load, args.hold, wsload=args.wsload)
 
     head = f"{'figure':<28}{'median':>11}{'p10':>11}{'p90':>11}"
     if args.peer:

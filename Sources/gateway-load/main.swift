@@ -195,11 +195,10 @@ func hold(_ o: Options) async throws {
     let conns = o.conns > 0 ? o.conns : 10_000
     let seconds = o.seconds > 0 ? o.seconds : 10
     raiseFileLimit()
-    let release = group.next().makePromise(of: Void.self)
     let failed = NIOLockedValueBox(0)
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         // Open in batches of 100: each connection reports when its hello-ok arrived (or failed),
-        // then stays open until `release`.
+        // then stays open, reading, until it is closed at the end.
         var opened: [Channel] = []
         for batchStart in stride(from: 0, to: conns, by: 100) {
             var ready: [EventLoopFuture<Channel?>] = []
@@ -213,7 +212,11 @@ func hold(_ o: Options) async throws {
                             var iterator = inbound.makeAsyncIterator()
                             try await handshake(&iterator, outbound, token: o.token)
                             promise.succeed(ws.channel)
-                            try? await release.futureResult.get()
+                            // Idle, but reading what the server sends (ticks, presence), as a
+                            // real client does: one that stops reading is a slow client, for
+                            // which the server queues up to maxBufferedBytes (4 MiB) before it
+                            // drops it. Until the channel is closed at the end.
+                            while (try? await iterator.next()) != nil {}
                         }
                     } catch {
                         failed.withLockedValue { $0 += 1 }
@@ -229,7 +232,7 @@ func hold(_ o: Options) async throws {
         let rss = o.pid.map(rssKiB) ?? 0
         let dropped = opened.filter { !$0.isActive }.count
         print("RESULT held=\(opened.count - dropped) failed=\(failed.withLockedValue { $0 } + dropped) server_rss_kib=\(rss)")
-        release.succeed(())
+        for channel in opened { channel.close(promise: nil) }
         try await tasks.waitForAll()
     }
 }
