@@ -169,6 +169,23 @@ check "10.5 1,000 sessions across a restart: none lost, longest pause ${pause} m
 check "10.5 ... all 1,000 were handed over and carried on (journal)" bash -c \
   "journalctl -b -u openclaw-gateway.service -o cat | grep -q '^restart: handed 1000 connection(s) to the next gateway' &&
    journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 1000 connection(s) from pid [0-9]* across the restart'"
+# 10.10 10,000 sessions (issue 14's goal), spread over 8 client processes (one Python process
+# cannot keep thousands busy), with room for them (--max-connections is 1,024 by default): all
+# carried on. The pause is reported, not bounded here: 1.1 s measured against a goal of 250 ms.
+mkdir -p /run/systemd/system/openclaw-gateway.service.d
+printf '[Service]\nEnvironment=OPENCLAW_GATEWAY_MAX_CONNECTIONS=12000\n' >/run/systemd/system/openclaw-gateway.service.d/10k.conf
+systemctl daemon-reload && systemctl restart openclaw-gateway.service
+out=$($SESSIONS soak 18789 --clients 10000 --every-ms 2000 --procs 8 --connect-timeout 180 --during "systemctl restart openclaw-gateway.service" 2>&1); rc=$?
+pause=$(sed -n 's/.*"pauseMs": \([0-9.]*\).*/\1/p' <<<"$out")
+echo "# 10,000 sessions handed over: longest wait for a response across the restart: ${pause} ms"
+journalctl -b -u openclaw-gateway.service -o short-monotonic | grep -E 'Stopping|handed 10000|carried on 10000|Started' | tail -4 | sed 's/^/#   /'
+check "10.10 10,000 sessions across a restart: none closed, lost or duplicated, same connIds, new pid (longest pause ${pause} ms): $out" test $rc = 0
+check "10.10 ... all 10,000 handed over and carried on (journal), store empty" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat | grep -q '^restart: handed 10000 connection(s) to the next gateway' &&
+   journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 10000 connection(s) from pid [0-9]* across the restart' &&
+   test \$(systemctl show -p NFileDescriptorStore --value openclaw-gateway.service) = 0"
+rm -f /run/systemd/system/openclaw-gateway.service.d/10k.conf
+systemctl daemon-reload && systemctl restart openclaw-gateway.service
 # a restart into a configuration the new process refuses (78): the sessions it was handed are
 # closed the way a stop closes them, not dropped by systemd without a word
 mkdir -p /run/systemd/system/openclaw-gateway.service.d

@@ -10,6 +10,9 @@
       response. Exit 0 when every one of the N kept its connId, saw the pid change (when CMD
       ran; with --same-pid: saw it stay, for a reload), and no client saw a close or a lost,
       duplicated or unanswered response.
+      With --procs P the N clients are spread over P worker processes (one Python process cannot
+      keep thousands of clients busy): each reports when its clients are live, CMD runs once all
+      are, and the verdict is over the N together.
   sessions.py stop PORT --clients N --during CMD
       N connected clients; CMD runs once; each must get the `shutdown` event and close 1012
       within 12 s. Exit 0 when all did.
@@ -124,6 +127,8 @@ async def soak(args):
     warmed = set()
     command = {"began": None}     # when CMD began: requests in flight then or sent later measure it
     opened = 0
+    # at most this many handshakes at once: thousands at once time out in the handshake (1008)
+    connecting = asyncio.Semaphore(64)
     after = {"marker": None, "clients": set()}
     finished = 0
 
@@ -140,7 +145,8 @@ async def soak(args):
         client = Client(args.port)
         before = None
         try:
-            conn_id = await client.open()
+            async with connecting:
+                conn_id = await client.open()
             client.send({"type": "req", "id": "status-0", "method": "status"})
             pending = {}
             seen = set()
@@ -185,7 +191,7 @@ async def soak(args):
                         stats["bothStatuses"] += 1
                         if message["payload"]["connId"] != conn_id:
                             stats["connIdChanged"] += 1
-                        if args.during and after_pid == before:
+                        if (args.during or args.worker) and after_pid == before:
                             stats["pidUnchanged"] += 1
                         break
                     elif rid in pending:
@@ -220,16 +226,24 @@ async def soak(args):
 
     tasks = [asyncio.create_task(one(i)) for i in range(args.clients)]
     try:
-        await asyncio.wait_for(connected.wait(), 60)  # every session is live before CMD runs
+        await asyncio.wait_for(connected.wait(), args.connect_timeout)  # every session is live before CMD runs
     except asyncio.TimeoutError:
-        stats["errors"]["not every client connected within 60 s"] = args.clients - opened
+        stats["errors"][f"not every client connected within {args.connect_timeout:g} s"] = args.clients - opened
     try:
         await asyncio.wait_for(warm.wait(), 30)
     except asyncio.TimeoutError:
         stats["errors"]["the connect burst did not settle within 30 s"] = args.clients - len(warmed)
-    command["began"] = time.monotonic()
-    if args.during:
-        await run_commands(args.during, args.times, args.gap)
+    if args.worker:
+        # the parent runs CMD: say the clients are live, then wait for it to begin and to end
+        print("warm", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)
+        command["began"] = time.monotonic()
+        await loop.run_in_executor(None, sys.stdin.readline)
+    else:
+        command["began"] = time.monotonic()
+        if args.during:
+            await run_commands(args.during, args.times, args.gap)
     # load goes on until every client was answered (3 requests sent after CMD finished)
     after["marker"] = time.monotonic()
     try:
@@ -243,6 +257,12 @@ async def soak(args):
     stats["maxWaitMs"] = round(stats["maxWaitMs"], 1)
     stats["pauseMs"] = round(stats["pauseMs"], 1)
     print(json.dumps(stats))
+    if args.worker:
+        return 0
+    return verdict(stats, args)
+
+
+def verdict(stats, args):
     good = (not stats["closes"] and not stats["errors"] and stats["lost"] == 0 and stats["duplicated"] == 0
             and stats["connIdChanged"] == 0 and stats["bothStatuses"] == args.clients and len(stats["pidsAfter"]) == 1
             and stats["sent"] > 0 and stats["answered"] == stats["sent"])
@@ -250,6 +270,52 @@ async def soak(args):
         # a restart: every client saw the new pid; a reload (--same-pid): every client saw the same one
         good = good and stats["pidUnchanged"] == (args.clients if args.same_pid else 0)
     return 0 if good else 1
+
+
+async def soak_in_processes(args):
+    """soak with the clients spread over args.procs workers (this script, --worker), CMD run here
+    once every worker's clients are live; their figures merged into one verdict."""
+    shares = [args.clients // args.procs + (1 if k < args.clients % args.procs else 0) for k in range(args.procs)]
+    workers = []
+    for share in shares:
+        workers.append(await asyncio.create_subprocess_exec(
+            sys.executable, os.path.abspath(__file__), "soak", str(args.port), "--clients", str(share),
+            "--every-ms", str(args.every_ms), "--connect-timeout", str(args.connect_timeout), "--worker", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+    for worker in workers:
+        line = await asyncio.wait_for(worker.stdout.readline(), 120)
+        if line.strip() != b"warm":
+            raise RuntimeError(f"a worker did not get its clients live: {line[:200]!r}")
+    for worker in workers:
+        worker.stdin.write(b"begin\n")
+        await worker.stdin.drain()
+    began = time.monotonic()
+    if args.during:
+        await run_commands(args.during, args.times, args.gap)
+    commandSeconds = time.monotonic() - began
+    for worker in workers:
+        worker.stdin.write(b"after\n")
+        await worker.stdin.drain()
+    merged = None
+    for worker in workers:
+        out, _ = await worker.communicate()
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        if merged is None:
+            merged = stats
+            continue
+        for key, value in stats.items():
+            if key in ("maxWaitMs", "pauseMs"):
+                merged[key] = max(merged[key], value)
+            elif key in ("pidsBefore", "pidsAfter"):
+                merged[key] = sorted(set(merged[key]) | set(value))
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    merged[key][k] = merged[key].get(k, 0) + v
+            else:
+                merged[key] += value
+    merged["processes"] = args.procs
+    merged["commandSeconds"] = round(commandSeconds, 2)
+    print(json.dumps(merged))
+    return verdict(merged, args)
 
 
 async def stop_clients(args):
@@ -328,10 +394,14 @@ def main():
     parser.add_argument("--times", type=int, default=1)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--same-pid", action="store_true", help="CMD must not change the pid (a reload)")
+    parser.add_argument("--connect-timeout", type=float, default=60, help="soak: seconds for every client to connect")
+    parser.add_argument("--procs", type=int, default=1, help="soak: worker processes the clients are spread over")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    run = {"soak": soak, "stop": stop_clients, "halfframe": halfframe}[args.mode]
+    run = {"soak": soak_in_processes if args.procs > 1 and not args.worker else soak, "stop": stop_clients,
+           "halfframe": halfframe}[args.mode]
     return asyncio.run(run(args))
 
 
