@@ -149,7 +149,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock", "Systemd"]),
+        // Real loopback sockets for the tests (a listener, a client, reading until EOF).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock", "Systemd", "TestSupport"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "IPRange"]),
         .testTarget(name: "PortHolderTests", dependencies: ["PortHolder"]),
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
@@ -158,6 +160,7 @@ let package = Package(
             dependencies: [
                 "GatewayServer",
                 "GatewayProtocol",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -171,11 +174,12 @@ let package = Package(
                 "GatewayServer",
                 "RestartHandover",
                 "Systemd",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
-        .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer", "Systemd"]),
+        .testTarget(name: "RestartHandoverTests", dependencies: ["RestartHandover", "GatewayServer", "Systemd", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,7 @@ import RestartHandover
 import ServiceLifecycle
 import Synchronization
 import Systemd
+import TestSupport
 import Testing
 
 @testable import GatewayLifecycle
@@ -32,7 +33,7 @@ import Glibc
     /// `shutdown` event and 1012, and the port is free once the service is done.
     @Test(.enabled(if: getenv("NOTIFY_SOCKET") == nil))
     func withoutAServiceManagerAShutdownClosesEveryClientWithTheEventAnd1012() async throws {
-        let (listener, port) = Self.listeningSocket()
+        let (listener, port) = Loopback.listener()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let logger = Logger(label: "test")
         let server = GatewayServer(
@@ -73,56 +74,19 @@ import Glibc
         #expect(seen == [.serving, .deciding, .closing(reason: "not run by a service manager (no NOTIFY_SOCKET)"), .done])
         #expect(service.state == .done)
 
-        let frames = Self.frames(Self.readAll(client))
+        let frames = Self.frames(Loopback.readAll(client))
         close(client)
         #expect(frames.contains { $0.opcode == 1 && String(decoding: $0.payload, as: UTF8.self).contains("\"event\":\"shutdown\"") })
         #expect(frames.last.map { $0.opcode == 8 && Array($0.payload.prefix(2)) == [0x03, 0xF4] } == true)
-        #expect(Self.connectError(port: port) == ECONNREFUSED)
+        let (probe, refused) = Loopback.connect(port: port)
+        close(probe)
+        #expect(refused == ECONNREFUSED)
         try await group.shutdownGracefully()
-    }
-
-    static func listeningSocket() -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Int32 in
-                precondition(bind(fd, address, length) == 0 && listen(fd, 128) == 0)
-                return getsockname(fd, address, &length)
-            }
-        }
-        return (fd, Int(UInt16(bigEndian: sin.sin_port)))
-    }
-
-    /// connect(2)'s errno on `port`, 0 when it connects.
-    static func connectError(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(port).bigEndian
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return rc == 0 ? 0 : errno
     }
 
     /// A WebSocket client by hand: connected, upgraded (101 read), 10 s receive timeout.
     static func webSocketClient(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(port).bigEndian
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        precondition(rc == 0, "connect failed: \(errno)")
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let fd = Loopback.client(port: port, receiveTimeoutSeconds: 10)
         let request = Array(
             ("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8)
@@ -170,17 +134,6 @@ import Glibc
         }
         guard let payload = exactly(length) else { return nil }
         return (head[0] & 0x0F, payload)
-    }
-
-    /// Everything until EOF (the other side closed) or the receive timeout.
-    static func readAll(_ fd: Int32) -> [UInt8] {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return out }
-            out += buffer[..<n]
-        }
     }
 
     /// The server's frames (unmasked, unfragmented) in `bytes`.

@@ -1,4 +1,5 @@
 import Logging
+import TestSupport
 import Testing
 
 @testable import GatewayLock
@@ -80,7 +81,7 @@ func closeAll(_ acquired: GatewayLock.Acquired) {
         // leftover connection must not block the next bind thanks to SO_REUSEADDR.
         let port = freePort()
         let first = try GatewayLock.acquire(.init(address: .loopback, port: port), activation: .notForUs(detail: nil), logger: quietLogger)
-        let client = connectTo(port: port)
+        let client = Loopback.client(port: port)
         let accepted = accept(first.listeners[0].fd, nil, nil)
         closeAll(first)
         close(accepted)  // server side closes first: TIME_WAIT on the gateway's port
@@ -114,15 +115,3 @@ func closeAll(_ acquired: GatewayLock.Acquired) {
     }
 }
 
-func connectTo(port: Int) -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var sin = sockaddr_in()
-    sin.sin_family = sa_family_t(AF_INET)
-    sin.sin_port = UInt16(port).bigEndian
-    sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &sin) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    precondition(rc == 0, "connect failed: \(errno)")
-    return fd
-}

@@ -1,4 +1,5 @@
 import Systemd
+import TestSupport
 import Testing
 
 @testable import GatewayLock
@@ -94,7 +95,7 @@ import Glibc
     @Test func aConnectedTCPSocketIsRefused() throws {
         let port = freePort()
         let server = listener(port: port)
-        let client = connectTo(port: port)
+        let client = Loopback.client(port: port)
         defer { close(server); close(client) }
         let error = #expect(throws: GatewayLockError.self) {
             try GatewayLock.acquire(request, activation: passed([(client, "gateway")]), logger: quietLogger)

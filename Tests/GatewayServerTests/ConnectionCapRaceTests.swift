@@ -2,6 +2,7 @@ import GatewayProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 @testable import GatewayServer
@@ -17,36 +18,6 @@ import Glibc
 /// 030b175), a burst got more or fewer answers than the cap. Run on that commit's parent
 /// (b83d54c), 200 rounds failed in 5 runs out of 5 (a burst got 2 answers); here none does.
 @Suite struct ConnectionCapRaceTests {
-    static func listeningSocket() -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Int32 in
-                precondition(bind(fd, address, length) == 0 && listen(fd, 128) == 0)
-                return getsockname(fd, address, &length)
-            }
-        }
-        return (fd, Int(UInt16(bigEndian: sin.sin_port)))
-    }
-
-    static func connected(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(port).bigEndian
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        precondition(rc == 0, "connect failed: \(errno)")
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
-
     /// The status code of the first response line on `fd` (0 when none came).
     static func status(_ fd: Int32) -> Int {
         var line: [UInt8] = []
@@ -61,7 +32,7 @@ import Glibc
         var logger = Logger(label: "cap-race")
         logger.logLevel = .critical
         for round in 0..<200 {
-            let (fd, port) = Self.listeningSocket()
+            let (fd, port) = Loopback.listener()
             let info = ServerInfo(pid: 1, urls: [], profile: nil, listenerSource: "bound", listenerNames: [], startedAtMs: 0)
             var configuration = ServerConfiguration(controlPlane: ControlPlaneConfiguration(serverVersion: "0", token: nil), info: info)
             configuration.maxConnections = 3
@@ -70,7 +41,7 @@ import Glibc
             // before the listener serves, so it accepts them together and hands them to its four
             // loops. (Sent first, the requests do not wait on this task: when other tests keep
             // Swift's cooperative threads busy, it may resume seconds later.)
-            let clients = (0..<12).map { _ in Self.connected(port: port) }
+            let clients = (0..<12).map { _ in Loopback.client(port: port, receiveTimeoutSeconds: 10) }
             let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
             for client in clients { _ = request.withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) } }
             try await server.adopt(listeningSockets: [fd]).get()

@@ -5,6 +5,7 @@ import GatewayServer
 import Logging
 import NIOPosix
 import Systemd
+import TestSupport
 import Testing
 
 @testable import RestartHandover
@@ -85,7 +86,7 @@ import Foundation  // JSONSerialization, to read frames the way a client would
         defer { close(pair[1]) }
         GatewayServer.closeHandedOver(
             fd: pair[0], session: .init(connId: "c1", connected: true, seq: 7), reason: "gateway restarted")
-        let bytes = readAll(pair[1])
+        let bytes = Loopback.readAll(pair[1])
         // text frame: the shutdown event with the next sequence number
         #expect(bytes[0] == 0x81)
         let length = Int(bytes[1])
@@ -116,7 +117,7 @@ import Foundation  // JSONSerialization, to read frames the way a client would
             [SystemdActivation.PassedSocket(fd: pair[0], name: "conn-abc")], server: server,
             store: FileDescriptorStore(), secret: .none, logger: Logger(label: "test"))
         #expect(carried == 0)
-        #expect(readAll(pair[1]).prefix(4) == [0x88, 17, 0x03, 0xF4])
+        #expect(Loopback.readAll(pair[1]).prefix(4) == [0x88, 17, 0x03, 0xF4])
         // Ours is closed: its number names nothing, or another socket that a test running
         // alongside was handed since (so the check is by inode, not by number).
         var now = stat()
@@ -147,14 +148,4 @@ import Foundation  // JSONSerialization, to read frames the way a client would
         #expect(RestartHandover.refusal(of: entry(connected: true), in: passworded, secret: .password("s3cret")) == nil)
     }
 
-    /// Everything until EOF (the other side closed).
-    func readAll(_ fd: Int32) -> [UInt8] {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return out }
-            out += buffer[..<n]
-        }
-    }
 }
