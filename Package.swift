@@ -77,7 +77,6 @@ let package = Package(
             name: "RestartHandover",
             dependencies: [
                 "CProcess",
-                "GatewayLock",
                 "GatewayProtocol",
                 "GatewayServer",
                 "Systemd",

@@ -1,6 +1,5 @@
 import CProcess
 import Dispatch
-import GatewayLock
 import GatewayProtocol
 import GatewayServer
 import Logging
@@ -43,7 +42,7 @@ public enum RestartHandover {
 
     /// Takes what a gateway left in systemd's fd store out of what systemd passed: those fds come
     /// back in LISTEN_FDS beside the listeners, in no fixed order. The activation left over is the
-    /// lock's (``GatewayLock/acquire(_:activation:logger:)``); `stored` goes to
+    /// lock's (`GatewayLock.acquire`); `stored` goes to
     /// ``takeBack(_:server:store:secret:logger:)``, or to ``closeStored(_:)`` when the gateway
     /// cannot start. Each stored fd gets FD_CLOEXEC.
     public static func separateStored(

@@ -1,4 +1,3 @@
-import GatewayLock
 import GatewayServer
 import Logging
 import Systemd

@@ -1,5 +1,4 @@
 import CProcess
-import GatewayLock
 import GatewayServer
 import Systemd
 import Testing

@@ -1,5 +1,4 @@
 import CProcess
-import GatewayLock
 import GatewayProtocol
 import GatewayServer
 import Logging
