@@ -245,8 +245,7 @@ public enum RestartHandover {
                 }
             }
         }
-        for fd in stored.sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
-        for fd in stored.unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: "gateway restarted") }
+        stored.closeRemaining(reason: "gateway restarted")
         phases.lap("adopt")
         FaultInjection.killIfAsked(at: .takeBackAdopted)
 
@@ -276,8 +275,7 @@ public enum RestartHandover {
                 GatewayServer.closeHandedOver(fd: fd, session: entry.state.session, reason: reason)
             }
         }
-        for fd in stored.sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
-        for fd in stored.unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
+        stored.closeRemaining(reason: reason)
         _ = stored.release(from: store)
     }
 

@@ -129,6 +129,16 @@ struct StoredSessions {
         }
     }
 
+    /// Closes every session socket still held, cleanly (``GatewayServer/closeHandedOver(fd:session:reason:)``
+    /// without a session: none is known for them here): those the state does not name, or names
+    /// but that were not taken out.
+    mutating func closeRemaining(reason: String) {
+        for fd in sockets.values { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
+        for fd in unmatched { GatewayServer.closeHandedOver(fd: fd, session: nil, reason: reason) }
+        sockets = [:]
+        unmatched = []
+    }
+
     /// Empties the store of every name that came back (and of the forward carrier, which has the
     /// carrier's name); returns what failed.
     mutating func release(from store: FileDescriptorStore) -> [ServiceManagerError] {
