@@ -409,7 +409,9 @@ loginctl enable-linger gwuser
 AS_USER() { runuser -u gwuser -- env -C /home/gwuser XDG_RUNTIME_DIR=/run/user/$gwuid "$@"; }
 U() { AS_USER systemctl --user "$@"; }
 uprop() { U show -p "$2" --value "$1"; }
-for _ in $(seq 200); do U show-environment >/dev/null 2>&1 && break; sleep 0.1; done
+# enable-linger only queues the manager's start; this start joins that job and returns when the
+# manager is READY (its bus answers before then: waiting on show-environment raced is-active)
+systemctl start user@$gwuid.service
 check "13. the lingering user's manager runs (user@$gwuid.service)" test "$(systemctl is-active user@$gwuid.service)" = active
 U enable --now openclaw-gateway.socket >/tmp/user-enable.log 2>&1
 check "13. user socket enabled and listening, held by the user's manager, not PID 1" bash -c \
