@@ -10,7 +10,7 @@ E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test bench deb e2e clean
+.PHONY: all deps build release run test unit-test integration-test bench bench-roots deb e2e clean
 
 all: build
 
@@ -70,3 +70,13 @@ bench: deps
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \
 		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) $(if $(WSLOAD),--wsload $(WSLOAD)) --markdown bench/last-run.md
+
+# The start-up figures (no load runs) inside the e2e's Debian 12 and 13 roots, the same binaries
+# against each release's glibc and libsystemd (bench/in-root.sh; BENCH_RELEASES=trixie for one).
+# Needs root; writes bench/last-run-<release>.md.
+BENCH_RELEASES ?= bookworm trixie
+bench-roots: deps
+	@packaging/apt-deps.sh $(E2E_PACKAGES)
+	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
+	RUNS=$(RUNS) $(if $(PEER),PEER=$(PEER)) bench/in-root.sh $(STATIC_BIN) $(BENCH_RELEASES)

@@ -2,7 +2,7 @@
 """`make bench`: the gateway's figures on a release build, side by side with a peer when given.
 
   bench/bench.py --bin BIN --load GATEWAY_LOAD [--peer PATH] [--wsload PATH] [--floor-server PATH] [--runs 10]
-                 [--markdown FILE]
+                 [--floor-bind PATH] [--startup-only] [--label TEXT] [--markdown FILE]
 
 Prints one table (median, p10, p90 over repeated runs; with --peer, the peer's median and the
 ratio ours/peer, both measured in the same run, alternating) and one `RESULT` line per figure.
@@ -13,6 +13,8 @@ utime + stime over the run (/proc/PID/stat) divided by what the client got answe
 is only compared with.
 With --floor-server (`startup-floor`: SwiftNIO and libsystemd, nothing of the gateway) the start-up
 figures are also taken of that floor, to tell the gateway's own cost from the parts'.
+--startup-only skips the load figures; with --floor-bind (a built bench/minimal-bind) it needs no
+Swift toolchain, which is how bench/in-root.sh runs it in a Debian 12 or 13 root.
 A benchmark, not a test: it asserts nothing beyond the runs themselves working.
 """
 
@@ -208,6 +210,8 @@ def floor_lines(results, peer):
 def symbol_order_line(binary):
     """How much of packaging/openclaw-gateway.order the binary still defines
     (packaging/order-coverage.sh, which the package build also runs)."""
+    if not shutil.which("nm"):
+        return "symbol order: not checked here (no nm)"
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "order-coverage.sh")
     return subprocess.run([script, binary], capture_output=True, text=True).stdout.strip()
 
@@ -223,6 +227,9 @@ def main():
     ap.add_argument("--load-runs", type=int, default=3, help="runs of the load figures")
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--hold", type=int, default=10000)
+    ap.add_argument("--floor-bind", help="a built bench/minimal-bind, instead of compiling it with swiftc")
+    ap.add_argument("--startup-only", action="store_true", help="the start-up figures alone, no load runs")
+    ap.add_argument("--label", help="where it ran, for the heading (bench/in-root.sh: the root's release)")
     ap.add_argument("--markdown")
     args = ap.parse_args()
 
@@ -230,7 +237,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateways inherit it, as under a unit
     tmp = tempfile.mkdtemp(prefix="bench-")
-    floor = build_floor(tmp)
+    floor = args.floor_bind or build_floor(tmp)
     floor_server = Subject("floor", args.floor_server, []) if args.floor_server else None
     subjects = [Subject("ours", args.bin, [])]
     if args.peer:
@@ -242,16 +249,17 @@ def main():
             startup_figures(s, tmp, results[s.name], floor, floor_server)
             activation_figures(s, tmp, results[s.name], args.load, floor_server)
             sigterm_figures(s, tmp, results[s.name], args.clients)
-    for i in range(args.load_runs):
+    for i in range(0 if args.startup_only else args.load_runs):
         for s in (subjects if i % 2 == 0 else subjects[::-1]):
             load_figures(s, tmp, results[s.name], args.load, args.hold, wsload=args.wsload)
 
     head = f"{'figure':<28}{'median':>11}{'p10':>11}{'p90':>11}"
     if args.peer:
         head += f"{'peer':>11}{'ratio':>8}"
-    lines = [f"openclaw-gateway figures, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores;"
-             f" {args.runs} start-up runs, {args.load_runs} load runs; {args.clients} clients at SIGTERM,"
-             f" {args.hold} held connections", head]
+    where = f"{platform.node()}{f' ({args.label})' if args.label else ''}"
+    load_runs = "no load runs" if args.startup_only else f"{args.load_runs} load runs, {args.hold} held connections"
+    lines = [f"openclaw-gateway figures, {datetime.date.today()}, {where}, {os.cpu_count()} cores;"
+             f" {args.runs} start-up runs, {load_runs}; {args.clients} clients at SIGTERM", head]
     machine = []
     for f in FIGURES:
         ours = results["ours"][f]
