@@ -322,9 +322,13 @@ public enum RestartHandover {
     }
 }
 
-/// What the state memfd holds: JSON, versioned by `format`.
+/// What the state memfd holds, versioned by `format`: ``BinaryState`` (`/2`) as written since
+/// 0.2.0, or the JSON of `/1` that 0.1.0 writes.
 struct StateRecord: Codable, Equatable {
-    static let currentFormat = "openclaw-gateway-handover/1"
+    static let currentFormat = BinaryState.format
+    static let jsonFormat = "openclaw-gateway-handover/1"
+    /// The formats ``StateFile/read(_:)`` reads.
+    static let formatsRead = [currentFormat, jsonFormat]
     var format = StateRecord.currentFormat
     var pid: Int
     /// The protocol the sessions spoke (hello-ok's `protocol`).
@@ -347,7 +351,9 @@ struct ConnectionRecord: Codable, Equatable {
     var role: String?
     var scopes: [String]?
     var client: ClientRecord?
+}
 
+extension ConnectionRecord {
     init(_ connection: HandedOverConnection) {
         let state = connection.state
         connId = state.session.connId
@@ -382,7 +388,9 @@ struct ClientRecord: Codable, Equatable {
     var mode: String?
     var instanceId: String?
     var ts: Int
+}
 
+extension ClientRecord {
     init(_ entry: PresenceEntry) {
         host = entry.host
         ip = entry.ip
@@ -409,8 +417,12 @@ struct StateFileError: Error, CustomStringConvertible {
 
 /// The state travels in a memfd: an anonymous file that lives as long as an fd refers to it.
 enum StateFile {
+    /// A memfd with `record` in ``BinaryState``, the current format, whatever `record.format` says.
     static func write(_ record: StateRecord) throws -> Int32 {
-        let bytes = Array(try JSONEncoder().encode(record))
+        try write(bytes: BinaryState.encode(record))
+    }
+
+    static func write(bytes: [UInt8]) throws -> Int32 {
         let fd = openclaw_memfd_create("openclaw-gateway-state")
         guard fd >= 0 else { throw StateFileError(description: "memfd_create: \(String(cString: strerror(errno)))") }
         var offset = 0
@@ -439,8 +451,14 @@ enum StateFile {
             guard n > 0 else { throw StateFileError(description: "read: \(String(cString: strerror(errno)))") }
             offset += n
         }
-        let record = try JSONDecoder().decode(StateRecord.self, from: Data(bytes))
-        guard record.format == StateRecord.currentFormat else {
+        if BinaryState.isBinary(bytes) { return try BinaryState.decode(bytes) }
+        let record: StateRecord
+        do {
+            record = try JSONDecoder().decode(StateRecord.self, from: Data(bytes))
+        } catch {
+            throw StateFileError(description: "neither \(BinaryState.format) nor the JSON of \(StateRecord.jsonFormat): \(error)")
+        }
+        guard record.format == StateRecord.jsonFormat else {
             throw StateFileError(description: "unknown format \(record.format)")
         }
         return record

@@ -11,7 +11,10 @@ import Glibc
 enum Successor {
     static let question = "handover-formats"
     /// What this binary reads, one per line; `handover-formats` prints it.
-    static let formats = [Carrier.format, StateRecord.currentFormat]
+    static let formats = [Carrier.format] + StateRecord.formatsRead
+    /// What the next binary must read for this one to hand over: the carrier and the state as
+    /// this one writes them.
+    static let written = [Carrier.format, StateRecord.currentFormat]
 
     /// nil when the next binary reads the carrier; why not, otherwise. Blocks (a spawn, at most
     /// `timeoutMs`): call it off Swift's thread pool.
@@ -21,8 +24,17 @@ enum Successor {
         let status = openclaw_run_for_output(path, question, &output, Int32(output.count), timeoutMs)
         let text = String(decoding: output.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if status < 0 { return "cannot ask the new \(path) what it reads: \(String(cString: strerror(-status)))" }
-        guard status == 0, text.split(separator: "\n").contains(Substring(Carrier.format)) else {
+        guard status == 0 else {
             return "the new \(path) does not read \(Carrier.format) (an older version: `\(question)` exited \(status))"
+        }
+        return refusal(ofReading: text.split(separator: "\n").map(String.init), path: path)
+    }
+
+    /// nil when a binary that reads `formats` reads what this one writes; why not, otherwise.
+    static func refusal(ofReading formats: [String], path: String) -> String? {
+        let missing = written.filter { !formats.contains($0) }
+        guard missing.isEmpty else {
+            return "the new \(path) does not read \(missing.joined(separator: " or ")) (it reads \(formats.joined(separator: ", ")))"
         }
         return nil
     }

@@ -163,6 +163,16 @@ import Glibc
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    @Test func aBinaryThatDoesNotReadTheStateThisOneWritesIsRefused() {
+        // what this binary answers: it may hand over to itself
+        #expect(Successor.refusal(ofReading: Successor.formats, path: "/usr/bin/openclaw-gateway") == nil)
+        // a build that read the carrier but only the JSON state
+        let older = Successor.refusal(
+            ofReading: ["openclaw-gateway-carrier/1", "openclaw-gateway-handover/1"], path: "/usr/bin/openclaw-gateway")
+        #expect(older?.contains("does not read openclaw-gateway-handover/2") == true)
+        #expect(Successor.refusal(ofReading: [], path: "/x")?.contains("carrier/1 or openclaw-gateway-handover/2") == true)
+    }
+
     @Test func thisProcessRunsTheBinaryOnDiskSoNothingIsAsked() {
         #expect(Successor.replacedExecutable() == nil)
         #expect(Successor.refusal() == nil)

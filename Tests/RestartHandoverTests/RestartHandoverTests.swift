@@ -74,9 +74,62 @@ import Foundation  // JSONSerialization, to read frames the way a client would
     }
 
     @Test func aFileThatIsNotOurStateIsRefused() throws {
-        let fd = try StateFile.write(StateRecord(format: "something-else/9", pid: 1, connections: []))
+        let json = Array(try JSONEncoder().encode(StateRecord(format: "something-else/9", pid: 1, connections: [])))
+        for bytes in [json, Array("openclaw-gateway-handover/3\n".utf8), [0xff, 0x00]] {
+            let fd = try StateFile.write(bytes: bytes)
+            defer { close(fd) }
+            #expect(throws: StateFileError.self) { try StateFile.read(fd) }
+        }
+    }
+
+    /// Every field a session carries, with the values that make an encoding slip: empty and
+    /// non-ASCII strings, absent and empty optionals, bytes of every value, negative and large integers.
+    static let varied = StateRecord(
+        pid: 4_194_304, tokenDigest: "sha256:ab", connections: [
+            ConnectionRecord(
+                connId: "0123456789abcdef", connected: true, seq: Int(Int32.max) + 7, peer: "::ffff:127.0.0.1",
+                undecoded: Data((0...255).map(UInt8.init)), role: "operator", scopes: ["operator.admin", "operator.read"],
+                client: ClientRecord(
+                    host: "Jürgen's Mac", ip: nil, version: "2026.11.30", platform: "", deviceFamily: "Mac",
+                    modelIdentifier: nil, mode: "ui", instanceId: "i-1", ts: -1)),
+            ConnectionRecord(
+                connId: "", connected: false, seq: 0, peer: "?", undecoded: Data(), role: nil, scopes: [], client: nil),
+            ConnectionRecord(
+                connId: "c", connected: true, seq: 1, peer: "127.0.0.1", undecoded: Data([0x81]), role: "node",
+                scopes: nil, client: ClientRecord(ts: Int.max)),
+        ])
+
+    @Test func theBinaryStateKeepsEveryField() throws {
+        let bytes = BinaryState.encode(Self.varied)
+        #expect(bytes.starts(with: Array("openclaw-gateway-handover/2\n".utf8)))
+        #expect(try BinaryState.decode(bytes) == Self.varied)
+        let fd = try StateFile.write(Self.varied)
         defer { close(fd) }
-        #expect(throws: StateFileError.self) { try StateFile.read(fd) }
+        #expect(try StateFile.read(fd) == Self.varied)
+    }
+
+    @Test func aCutOrLengthenedBinaryStateIsRefusedNeverMisread() throws {
+        let bytes = BinaryState.encode(Self.varied)
+        for length in BinaryState.magic.count..<bytes.count {
+            #expect(throws: StateFileError.self) { try BinaryState.decode(Array(bytes.prefix(length))) }
+        }
+        #expect(throws: StateFileError.self) { try BinaryState.decode(bytes + [0]) }
+        // A count larger than the file is refused before anything is allocated for it.
+        var huge = BinaryState.Writer()
+        huge.bytes = BinaryState.magic
+        for field in [1, 4] { huge.int(field) }
+        huge.bool(false)
+        huge.unsigned(UInt64.max)
+        #expect(throws: StateFileError.self) { try BinaryState.decode(huge.bytes) }
+    }
+
+    /// What 0.1.0 hands over is JSON in `openclaw-gateway-handover/1`: an upgrade from it reads that.
+    @Test func theJSONStateOf010IsStillRead() throws {
+        var record = Self.varied
+        record.format = StateRecord.jsonFormat
+        let fd = try StateFile.write(bytes: Array(try JSONEncoder().encode(record)))
+        defer { close(fd) }
+        #expect(try StateFile.read(fd) == record)
     }
 
     @Test func aConnectionThatCannotBeCarriedOnGetsTheShutdownEventAnd1012() throws {
