@@ -101,6 +101,9 @@ def test_handshake_health_status_ticks_and_shutdown(gateways):
         assert status["connId"] == hello["server"]["connId"] and status["profile"] is None
         tick = frame(await asyncio.wait_for(ws.recv(), 2))
         assert tick["event"] == "tick" and tick["payload"]["ts"] > 0
+        # and again: each tick schedules the next
+        again = frame(await asyncio.wait_for(ws.recv(), 2))
+        assert again["event"] == "tick" and again["payload"]["ts"] >= tick["payload"]["ts"] + 150
         gw.signal(signal.SIGTERM)
         code, reason, frames = await close_of(ws)
         events = [frame(f) for f in frames]

@@ -22,8 +22,9 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var closeSent = false
     /// Handed to the next process: nothing more is read, sent or closed from here.
     private var frozen = false
-    private var handshakeTimer: Scheduled<Void>?
-    private var ticker: RepeatedTask?
+    /// Both are ``LazyTimer``s: a cancel must not cost O(sessions).
+    private var handshakeTimer = LazyTimer()
+    private var ticker = LazyTimer()
 
     init(session: ControlPlaneSession, configuration: ControlPlaneConfiguration, closeHandshakeTimeout: TimeAmount,
          rateLimiter: AuthRateLimiter, refusals: RefusalLog, limiterKey: String?, restored: Bool = false) {
@@ -44,18 +45,17 @@ final class WebSocketHandler: ChannelInboundHandler {
         } else {
             perform(session.open(), context: context)
         }
-        let channel = context.channel
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        handshakeTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(configuration.handshakeTimeoutMs))) {
-            guard channel.isActive else { return }
-            loopBoundSelf.value.perform(loopBoundSelf.value.session.handshakeTimedOut(), context: loopBoundContext.value)
+        let handler = Weak(self)
+        let weakContext = Weak(context)
+        handshakeTimer.schedule(in: .milliseconds(Int64(configuration.handshakeTimeoutMs)), on: context.eventLoop) {
+            guard let self = handler.value, let context = weakContext.value, context.channel.isActive else { return }
+            self.perform(self.session.handshakeTimedOut(), context: context)
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel()
-        ticker?.cancel()
+        handshakeTimer.cancel()
+        ticker.cancel()
         session.disconnected()
     }
 
@@ -69,8 +69,8 @@ final class WebSocketHandler: ChannelInboundHandler {
     func freeze(context: ChannelHandlerContext) -> ControlPlaneSession.Snapshot? {
         guard !closeSent, !frozen, let snapshot = session.snapshot else { return nil }
         frozen = true
-        handshakeTimer?.cancel()
-        ticker?.cancel()
+        handshakeTimer.cancel()
+        ticker.cancel()
         context.flush()
         return snapshot
     }
@@ -93,7 +93,7 @@ final class WebSocketHandler: ChannelInboundHandler {
             let wasConnected = session.state == .connected
             perform(session.receive(text), context: context)
             if !wasConnected && session.state == .connected {
-                handshakeTimer?.cancel()
+                handshakeTimer.cancel()
                 startTicks(context: context)
             }
         case .connectionClose:
@@ -145,23 +145,26 @@ final class WebSocketHandler: ChannelInboundHandler {
             perform(session.presenceEvent(payload: change.payload, presenceVersion: change.version), context: context)
         } else if event is ChannelShouldQuiesceEvent {
             guard !frozen else { return }
-            ticker?.cancel()
+            ticker.cancel()
             perform(session.shutdown(reason: "gateway stopping", restartExpectedMs: nil), context: context)
         } else if event is CredentialsChanged {
             guard !frozen else { return }
-            ticker?.cancel()
+            ticker.cancel()
             perform(session.credentialsChanged(), context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
+    /// A `tick` event every tickIntervalMs, as a repeated task would send it, but cheap to cancel:
+    /// each tick schedules the next before it is sent, so a cancel while sending stops both.
     private func startTicks(context: ChannelHandlerContext) {
-        let interval = TimeAmount.milliseconds(Int64(configuration.tickIntervalMs))
-        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            loopBoundSelf.value.perform(loopBoundSelf.value.session.tick(), context: loopBoundContext.value)
+        let handler = Weak(self)
+        let weakContext = Weak(context)
+        ticker.schedule(in: .milliseconds(Int64(configuration.tickIntervalMs)), on: context.eventLoop) {
+            guard let self = handler.value, let context = weakContext.value else { return }
+            self.startTicks(context: context)
+            self.perform(self.session.tick(), context: context)
         }
     }
 
@@ -201,7 +204,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String?, thenCloseAfter wait: TimeAmount) {
         guard !closeSent else { return }
         closeSent = true
-        ticker?.cancel()
+        ticker.cancel()
         var buffer = context.channel.allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))
         buffer.write(webSocketErrorCode: code)
         if let reason { buffer.writeString(reason) }
