@@ -129,21 +129,39 @@ extension GatewayServer {
     /// clients' bytes stay in the sockets for whoever holds other copies of them. Each result is
     /// in the order of `connections`; the server owns the fd of each that succeeded. All are
     /// adopted at once and awaited once: the clients wait for the last.
+    ///
+    /// The connections are dealt out to the event loops in turn, and each loop adopts its share in
+    /// one task: every channel is made and set up on its own loop, without a hop per connection,
+    /// and the loops work side by side (made on the caller's thread, 10,000 channels took a
+    /// serial eighth of the adoption's time, plus a task and a wake-up each).
     public func restore(_ connections: [HandedOverConnection]) async -> [Result<Restored, any Error>] {
-        let adopting = connections.map { restoring($0) }
-        guard !adopting.isEmpty else { return [] }
-        let results = try? await EventLoopFuture.whenAllComplete(adopting, on: group.next()).get()
-        return results ?? []  // whenAllComplete never fails
+        guard !connections.isEmpty else { return [] }
+        let loops = Array(group.makeIterator())
+        var shares = Array(repeating: [(index: Int, connection: HandedOverConnection)](), count: loops.count)
+        for (index, connection) in connections.enumerated() {
+            shares[index % loops.count].append((index, connection))
+        }
+        let adopting = zip(loops, shares).map { loop, share in
+            loop.flatSubmit {
+                EventLoopFuture.whenAllComplete(share.map { self.restoring($0.connection, on: loop) }, on: loop)
+            }
+        }
+        var results = [Result<Restored, any Error>](repeating: .failure(ChannelError.ioOnClosedChannel), count: connections.count)
+        for (share, future) in zip(shares, adopting) {
+            let adopted = (try? await future.get()) ?? []  // whenAllComplete never fails
+            for (item, result) in zip(share, adopted) { results[item.index] = result }
+        }
+        return results
     }
 
-    private func restoring(_ connection: HandedOverConnection) -> EventLoopFuture<Restored> {
+    private func restoring(_ connection: HandedOverConnection, on loop: EventLoop) -> EventLoopFuture<Restored> {
         let configuration = self.configuration
         let connections = self.connections
         let rateLimiter = self.rateLimiter
         let refusals = self.refusals
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let state = connection.state
-        let bootstrap = ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: loop)
             .channelInitializer { channel in
                 connections.add(channel)
                 // The upgrade's headers are gone: a carried-on session counts by its socket, as a
