@@ -211,14 +211,17 @@ public final class ControlPlaneSession {
     /// apps send every request as binary JSON). The transport has checked that it is UTF-8.
     public func receive(_ text: String) -> [SessionAction] {
         guard state != .closed else { return [] }
-        let data = Data(text.utf8)
         let head: FrameHead
-        do {
-            head = try decoder.decode(FrameHead.self, from: data)
-        } catch DecodingError.dataCorrupted {
-            return close(1007, "invalid JSON")
-        } catch {
-            return close(1007, "a request needs a non-empty string id")  // valid JSON, not an object
+        if let scanned = FrameHeadScanner.head(of: text) {
+            head = scanned
+        } else {
+            do {
+                head = try decoder.decode(FrameHead.self, from: Data(text.utf8))
+            } catch DecodingError.dataCorrupted {
+                return close(1007, "invalid JSON")
+            } catch {
+                return close(1007, "a request needs a non-empty string id")  // valid JSON, not an object
+            }
         }
         guard let id = head.id, !id.isEmpty else {
             return close(1007, "a request needs a non-empty string id")
@@ -232,7 +235,7 @@ public final class ControlPlaneSession {
             guard method == "connect" else {
                 return [fail(id, "the first request must be connect, not \(method)")] + close(1008, "connect first")
             }
-            return connect(id: id, data: data)
+            return connect(id: id, data: Data(text.utf8))
         case .connected:
             if method == "connect" { return [fail(id, "already connected")] }
             guard Self.methods.contains(method) else { return [fail(id, "unknown method \(method)")] }

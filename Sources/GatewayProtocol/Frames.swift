@@ -15,12 +15,18 @@ public enum Protocol {
 
 /// Just enough of a client frame to answer it, read without building the whole tree: each field
 /// is nil when absent or of another type (an id of 7 is as unreadable as no id).
-struct FrameHead: Decodable {
+struct FrameHead: Decodable, Equatable {
     let type: String?
     let id: String?
     let method: String?
 
     enum CodingKeys: String, CodingKey { case type, id, method }
+
+    init(type: String?, id: String?, method: String?) {
+        self.type = type
+        self.id = id
+        self.method = method
+    }
 
     init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)  // throws unless an object
