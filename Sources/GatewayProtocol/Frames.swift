@@ -181,46 +181,102 @@ struct HealthPayload: Encodable {
     /// instructions on each key. A test holds it equal, parsed, to what JSONEncoder writes for
     /// `ResponseFrame(id:ok:payload:)`, for ids of every kind.
     func responseFrame(id: String) -> String {
-        var out = #"{"type":"res","id":"#
-        JSONText.appendString(id, to: &out)
-        out += #","ok":true,"payload":{"ok":"# + (ok ? "true" : "false") + #","status":"#
-        JSONText.appendString(status, to: &out)
-        out += #","ts":\#(ts),"durationMs":\#(durationMs),"uptimeMs":\#(uptimeMs),"connections":\#(connections)}}"#
-        return out
+        // At most: the fixed text (about 110 bytes), four integers of 20 characters each, and
+        // every byte of the two strings escaped as \u00XX.
+        let capacity = 224 + 6 * (id.utf8.count + status.utf8.count)
+        return String(unsafeUninitializedCapacity: capacity) { buffer in
+            var out = JSONText(into: buffer)
+            out.append(#"{"type":"res","id":"#)
+            out.appendString(id)
+            out.append(#","ok":true,"payload":{"ok":"#)
+            out.append(ok ? "true" : "false")
+            out.append(#","status":"#)
+            out.appendString(status)
+            out.append(#","ts":"#)
+            out.append(ts)
+            out.append(#","durationMs":"#)
+            out.append(durationMs)
+            out.append(#","uptimeMs":"#)
+            out.append(uptimeMs)
+            out.append(#","connections":"#)
+            out.append(connections)
+            out.append("}}")
+            return out.count
+        }
     }
 }
 
-/// JSON text written by hand where JSONEncoder is too slow (see HealthPayload.responseFrame).
-enum JSONText {
+/// JSON text written by hand, straight into a String's own storage, where JSONEncoder is too slow
+/// (see HealthPayload.responseFrame): one allocation, no growth, no interpolation. The caller
+/// gives room enough.
+struct JSONText {
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+    private(set) var count = 0
+
+    init(into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        self.buffer = buffer
+    }
+
+    mutating func append(_ literal: StaticString) {
+        literal.withUTF8Buffer { append(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    private mutating func append(bytes: UnsafeRawBufferPointer) {
+        precondition(count + bytes.count <= buffer.count, "JSONText: no room")
+        UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])).copyMemory(from: bytes)
+        count += bytes.count
+    }
+
+    private mutating func append(byte: UInt8) {
+        precondition(count < buffer.count, "JSONText: no room")
+        buffer[count] = byte
+        count += 1
+    }
+
+    /// In decimal, as JSONEncoder writes an Int.
+    mutating func append(_ value: Int) {
+        if value < 0 { append(byte: UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for 20 digits, written from the end
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var at = scratch.count
+            repeat {
+                at -= 1
+                scratch[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            append(bytes: UnsafeRawBufferPointer(rebasing: scratch[at...]))
+        }
+    }
+
     /// `text` as a JSON string literal (RFC 8259, 7): quotes, backslash and control characters
     /// escaped, everything else as it is (UTF-8, and "/" unescaped as the encoder is configured).
-    static func appendString(_ text: String, to out: inout String) {
-        out.append("\"")
-        var plain = true
-        for byte in text.utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C {
-            plain = false
-            break
-        }
-        if plain {
-            out += text
-        } else {
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case "\u{08}": out += "\\b"
-                case "\u{0C}": out += "\\f"
-                case _ where scalar.value < 0x20:
-                    let hex = Array("0123456789abcdef")
-                    out += "\\u00" + String(hex[Int(scalar.value >> 4)]) + String(hex[Int(scalar.value & 0xF)])
-                default: out.unicodeScalars.append(scalar)
+    mutating func appendString(_ text: String) {
+        var text = text
+        append(byte: UInt8(ascii: "\""))
+        text.withUTF8 { utf8 in
+            guard utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
+                return append(bytes: UnsafeRawBufferPointer(utf8))
+            }
+            let hex = Array("0123456789abcdef".utf8)
+            for byte in utf8 {
+                switch byte {
+                case 0x22: append("\\\"")
+                case 0x5C: append("\\\\")
+                case 0x0A: append("\\n")
+                case 0x0D: append("\\r")
+                case 0x09: append("\\t")
+                case 0x08: append("\\b")
+                case 0x0C: append("\\f")
+                case 0..<0x20:
+                    append("\\u00")
+                    append(byte: hex[Int(byte >> 4)])
+                    append(byte: hex[Int(byte & 0xF)])
+                default: append(byte: byte)
                 }
             }
         }
-        out.append("\"")
+        append(byte: UInt8(ascii: "\""))
     }
 }
 

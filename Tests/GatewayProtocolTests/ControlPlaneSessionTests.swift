@@ -261,8 +261,11 @@ func json(_ action: SessionAction) -> [String: Any]? {
             let scalars = (0..<Int(rng.next() % 12)).compactMap { _ in Unicode.Scalar(UInt32(rng.next() % [0x80, 0x800, 0x11_0000][Int(rng.next() % 3)])) }
             ids.append(String(String.UnicodeScalarView(scalars)))
         }
-        for id in ids {
-            let health = HealthPayload(ok: true, status: "live", ts: 1_795_000_000_123, durationMs: 0, uptimeMs: Int(rng.next() % 1_000_000), connections: 7)
+        let numbers = [0, 7, -1, 9, 10, 1_795_000_000_123, Int.max, Int.min, -1_000_000]
+        for (n, id) in ids.enumerated() {
+            let health = HealthPayload(
+                ok: n % 5 != 0, status: n % 7 == 0 ? id : "live", ts: numbers[n % numbers.count], durationMs: numbers[(n / 3) % numbers.count],
+                uptimeMs: Int(rng.next() % 1_000_000), connections: numbers[(n / 7) % numbers.count])
             let fast = health.responseFrame(id: id)
             let slow = String(decoding: try encoder.encode(ResponseFrame(id: id, ok: true, payload: health, error: nil)), as: UTF8.self)
             let a = try JSONSerialization.jsonObject(with: Data(fast.utf8)) as? NSDictionary
