@@ -81,13 +81,42 @@ import Testing
     @Test func utf8ValidatorFollowsTheWellFormedTable() {
         func valid(_ bytes: [UInt8]) -> Bool {
             var validator = UTF8Validator()
-            return validator.feed(bytes) && validator.isComplete
+            return validator.feed(ByteBuffer(bytes: bytes)) && validator.isComplete
         }
         #expect(valid(Array("κόσμε €𝄞".utf8)))
         for bad: [UInt8] in [[0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xF5], [0x80], [0xE2, 0x82]] {
             #expect(!valid(bad), "\(bad)")
         }
         var split = UTF8Validator()
-        #expect(split.feed([0xF0, 0x9D]) && !split.isComplete && split.feed([0x84, 0x9E]) && split.isComplete)
+        #expect(split.feed(ByteBuffer(bytes: [0xF0, 0x9D])) && !split.isComplete && split.feed(ByteBuffer(bytes: [0x84, 0x9E])) && split.isComplete)
+    }
+
+    /// It agrees with the standard library's validation on random text (long ASCII runs, to pass
+    /// over eight bytes at a time, among multi-byte and broken sequences), fed whole and in two
+    /// pieces split anywhere.
+    @Test func utf8ValidatorAgreesWithTheStandardLibrary() {
+        var state: UInt64 = 0xF00D
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 33
+        }
+        let pieces: [[UInt8]] = [
+            Array("abcdefgh".utf8), Array(#"{"type":"req"}"#.utf8), [0x41], Array("é".utf8), Array("€".utf8), Array("𝄞".utf8),
+            [0xC0], [0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90], [0xE2, 0x82], [0xFF],
+        ]
+        for _ in 0..<5000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int(next() % 12) {
+                bytes += pieces[Int(next() % UInt64(pieces.count))]
+                if next() % 3 == 0 { bytes += pieces[0] + pieces[1] }  // a long ASCII run
+            }
+            let expected = String(validating: bytes, as: UTF8.self) != nil
+            var whole = UTF8Validator()
+            #expect((whole.feed(ByteBuffer(bytes: bytes)) && whole.isComplete) == expected, "\(bytes)")
+            let cut = bytes.isEmpty ? 0 : Int(next() % UInt64(bytes.count + 1))
+            var split = UTF8Validator()
+            let both = split.feed(ByteBuffer(bytes: bytes[..<cut])) && split.feed(ByteBuffer(bytes: bytes[cut...])) && split.isComplete
+            #expect(both == expected, "\(bytes) cut at \(cut)")
+        }
     }
 }
