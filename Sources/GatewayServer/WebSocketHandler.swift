@@ -84,10 +84,9 @@ final class WebSocketHandler: ChannelInboundHandler {
             guard frame.length <= session.maxFrameSize else {
                 return sendClose(context: context, code: 1009, reason: "frame too large", thenCloseAfter: .zero)
             }
-            var payload = frame.unmaskedData
-            guard let bytes = payload.readBytes(length: payload.readableBytes),
-                let text = String(validating: bytes, as: UTF8.self)
-            else {
+            // Unmasked by RFC6455Conformance already (then this is no copy); a String straight
+            // from the buffer's bytes.
+            guard let text = frame.unmaskedData.withUnsafeReadableBytes({ String(validating: $0, as: UTF8.self) }) else {
                 return sendClose(context: context, code: 1007, reason: "message is not valid UTF-8", thenCloseAfter: .zero)
             }
             let wasConnected = session.state == .connected
@@ -168,6 +167,9 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
     }
 
+    /// The longest header of a frame the server sends (RFC 6455, 5.2: no mask, a 64-bit length).
+    private static let headerRoom = 10
+
     private func perform(_ actions: [SessionAction], context: ChannelHandlerContext) {
         guard !frozen else { return }
         var wrote = false
@@ -175,7 +177,12 @@ final class WebSocketHandler: ChannelInboundHandler {
             switch action {
             case .send(let text):
                 guard !closeSent else { continue }
-                var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+                // Room in front for the frame header, which the encoder then writes in place:
+                // one buffer per frame on the wire instead of two (and no copy of its shared
+                // header buffer while writes are queued).
+                var buffer = context.channel.allocator.buffer(capacity: Self.headerRoom + text.utf8.count)
+                buffer.writeRepeatingByte(0, count: Self.headerRoom)
+                buffer.moveReaderIndex(forwardBy: Self.headerRoom)
                 buffer.writeString(text)
                 context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
                 wrote = true
