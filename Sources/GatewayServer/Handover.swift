@@ -70,7 +70,7 @@ extension GatewayServer {
     private static func handOver(
         _ channels: [Channel], on loop: EventLoop, index: [SocketIndex.Key: Int32], flushTimeout: TimeAmount, logger: Logger
     ) -> EventLoopFuture<[HandedOverConnection]> {
-        var frozen: [(channel: Channel, state: ConnectionState, flushed: EventLoopFuture<Void>)] = []
+        var frozen: [Frozen] = []
         for channel in channels {
             let pipeline = channel.pipeline.syncOperations
             guard channel.isActive,
@@ -87,27 +87,30 @@ extension GatewayServer {
             let flushed = encoder.writeAndFlush(NIOAny(ByteBuffer()))
             let state = ConnectionState(
                 session: snapshot, undecoded: splitter.undecodedBytes, peer: channel.remoteAddress?.ipAddress ?? "?")
-            frozen.append((channel, state, flushed))
+            frozen.append(Frozen(channel: channel, handler: handler, context: context, state: state, flushed: flushed))
         }
-        let items = frozen
-        return drained(items.map(\.flushed), within: flushTimeout, on: loop).flatMap { drained in
+        let items = NIOLoopBound(frozen, eventLoop: loop)  // handlers and contexts: this loop's only
+        return drained(frozen.map(\.flushed), within: flushTimeout, on: loop).flatMap { drained in
             var handed: [HandedOverConnection] = []
             var closing: [EventLoopFuture<Void>] = []
-            for (item, isDrained) in zip(items, drained) {
+            for (item, isDrained) in zip(items.value, drained) {
                 let connId = item.state.session.connId
                 guard isDrained else {
                     logger.notice("connection \(connId) did not drain its output in time; closing it instead")
+                    item.thaw()
                     continue
                 }
                 guard let key = SocketIndex.key(local: item.channel.localAddress, remote: item.channel.remoteAddress),
                     let fd = index[key]
                 else {
                     logger.notice("connection \(connId): socket not found; closing it instead")
+                    item.thaw()
                     continue
                 }
                 let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
                 guard copy >= 0 else {
                     logger.notice("connection \(connId): dup failed (\(String(cString: strerror(errno)))); closing it instead")
+                    item.thaw()
                     continue
                 }
                 handed.append(HandedOverConnection(fd: copy, state: item.state))
@@ -115,6 +118,22 @@ extension GatewayServer {
             }
             let result = handed
             return EventLoopFuture.whenAllComplete(closing, on: loop).map { _ in result }
+        }
+    }
+
+    /// A connection stopped for a handover, on its event loop.
+    private struct Frozen {
+        let channel: Channel
+        let handler: WebSocketHandler
+        let context: ChannelHandlerContext
+        let state: ConnectionState
+        let flushed: EventLoopFuture<Void>
+
+        /// It stays after all: it reads and serves again, so that the shutdown that follows
+        /// (``closeConnections(gracePeriod:)``) closes it with the event and 1012 like any other.
+        func thaw() {
+            handler.thaw(context: context)
+            try? channel.syncOptions?.setOption(.autoRead, value: true)
         }
     }
 

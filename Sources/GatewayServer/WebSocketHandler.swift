@@ -45,12 +45,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         } else {
             perform(session.open(), context: context)
         }
-        let handler = Weak(self)
-        let weakContext = Weak(context)
-        handshakeTimer.schedule(in: .milliseconds(Int64(configuration.handshakeTimeoutMs)), on: context.eventLoop) {
-            guard let self = handler.value, let context = weakContext.value, context.channel.isActive else { return }
-            self.perform(self.session.handshakeTimedOut(), context: context)
-        }
+        startHandshakeTimer(context: context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -73,6 +68,19 @@ final class WebSocketHandler: ChannelInboundHandler {
         ticker.cancel()
         context.flush()
         return snapshot
+    }
+
+    /// Undoes ``freeze(context:)`` for a connection that could not be handed over after all (its
+    /// client did not read what was queued in time, say): it serves on, ticks included, and hears
+    /// the shutdown that follows like any other. A handshake still pending gets its time again.
+    func thaw(context: ChannelHandlerContext) {
+        guard frozen else { return }
+        frozen = false
+        if session.state == .connected {
+            startTicks(context: context)
+        } else {
+            startHandshakeTimer(context: context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -152,6 +160,15 @@ final class WebSocketHandler: ChannelInboundHandler {
             perform(session.credentialsChanged(), context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func startHandshakeTimer(context: ChannelHandlerContext) {
+        let handler = Weak(self)
+        let weakContext = Weak(context)
+        handshakeTimer.schedule(in: .milliseconds(Int64(configuration.handshakeTimeoutMs)), on: context.eventLoop) {
+            guard let self = handler.value, let context = weakContext.value, context.channel.isActive else { return }
+            self.perform(self.session.handshakeTimedOut(), context: context)
         }
     }
 

@@ -158,6 +158,10 @@ out=$($SESSIONS soak 18789 --clients 50 --every-ms 20 --during "dpkg -i $UPGRADE
 check "10.2 50 sessions across dpkg -i of a higher version ($(dpkg-query -W -f='${Version}' openclaw-gateway)): $out" test $rc = 0
 out=$($SESSIONS halfframe 18789 --during "$restart" 2>&1); rc=$?
 check "10.3 half a frame sent before the restart, the rest after: answered once: $out" test $rc = 0
+out=$($SESSIONS stalled 18789 --clients 20 --requests 40000 --during "$restart" 2>&1); rc=$?
+check "10.11 a client that stopped reading with output queued: closed as at a stop (every answer, the shutdown event, 1012), the restart not held for the grace period, 20 others carried on: $out" test $rc = 0
+check "10.11 ... the journal says it was closed instead" bash -c \
+  "journalctl -b -u openclaw-gateway.service -o cat | grep -q '^connection [0-9a-f-]* did not drain its output in time; closing it instead$'"
 out=$($SESSIONS soak 18789 --clients 1000 --every-ms 250 --during "$restart" 2>&1); rc=$?
 # pauseMs: the longest wait of a request in flight when the restart began or sent after it (the
 # connect burst of 1,000 clients before it is in maxWaitMs, not here)

@@ -16,6 +16,10 @@
   sessions.py stop PORT --clients N --during CMD
       N connected clients; CMD runs once; each must get the `shutdown` event and close 1012
       within 12 s. Exit 0 when all did.
+  sessions.py stalled PORT --clients N --during CMD [--requests R] [--stall-s S]
+      N connected clients and one that sends R requests and then stops reading for S seconds
+      after CMD began: exit 0 when it still gets all R answers, the `shutdown` event and 1012,
+      CMD takes under S + 4 s (no grace period spent), and the N were carried on.
   sessions.py halfframe PORT --during CMD
       A connected client sends a whole request and half of a `health` request frame in one write;
       once the whole one is answered (so the half was read), CMD runs, then it sends the rest:
@@ -25,12 +29,15 @@
 import argparse
 import asyncio
 import base64
+import fcntl
 import json
 import os
 import random
 import resource
+import socket
 import struct
 import sys
+import termios
 import time
 
 
@@ -55,8 +62,11 @@ class Client:
         self.port = port
         self.reader = self.writer = None
 
-    async def open(self):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+    async def open(self, sock=None):
+        if sock is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(sock=sock)
         key = base64.b64encode(os.urandom(16)).decode()
         self.writer.write(f"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
@@ -384,9 +394,73 @@ async def halfframe(args):
     return 0 if answers == ["half", "pid-after"] and new_pid != old_pid else 1
 
 
+async def stalled(args):
+    """A client that stops reading while the server still has output queued for it cannot be
+    handed over; the restart closes it as a stop would (the `shutdown` event, close 1012, after
+    every answer it was owed) without holding the restart up for the grace period, and the
+    others are carried on. The stalled client, with a small receive buffer, sends --requests
+    `health` requests in one write and reads nothing until --stall-s after CMD began; the
+    server's output for it is then over what the two sockets' buffers hold, so some stays queued
+    in the server past the handover's flush timeout (2 s)."""
+    clients = [Client(args.port) for _ in range(args.clients)]
+    conn_ids = await asyncio.gather(*(c.open() for c in clients))
+    pids = {}
+    for i, c in enumerate(clients):
+        c.send({"type": "req", "id": "pid", "method": "status"})
+        while (message := await c.read()).get("id") != "pid":
+            pass
+        pids[i] = message["payload"]["pid"]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", args.port))
+    sock.setblocking(False)
+    slow = Client(args.port)
+    await slow.open(sock=sock)
+    request = b"".join(frame(0x1, json.dumps({"type": "req", "id": f"h{n}", "method": "health"}).encode())
+                       for n in range(args.requests))
+    slow.writer.write(request)
+    await slow.writer.drain()
+    # every request reached the server's socket (nothing unacknowledged here), and it had time to answer
+    while fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0") != b"\0\0\0\0":
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)
+    result = {"requests": args.requests, "answered": 0, "shutdownEvent": False, "close": None, "carried": 0}
+    began = time.monotonic()
+    command = asyncio.create_task(run_commands(args.during, 1, 0))
+    await asyncio.sleep(args.stall_s)
+    try:
+        while True:
+            message = await asyncio.wait_for(slow.read(), 15)
+            if message.get("type") == "res" and message.get("id", "").startswith("h"):
+                result["answered"] += 1
+            elif message.get("event") == "shutdown":
+                result["shutdownEvent"] = True
+    except Closed as closed:
+        result["close"] = closed.args[0]
+        slow.writer.write(frame(0x8, struct.pack("!H", 1012)))
+    except asyncio.TimeoutError:
+        result["close"] = "timeout"
+    slow.writer.close()
+    await command
+    result["commandSeconds"] = round(time.monotonic() - began, 2)
+    for i, c in enumerate(clients):
+        c.send({"type": "req", "id": "after", "method": "status"})
+        try:
+            while (message := await asyncio.wait_for(c.read(), 10)).get("id") != "after":
+                pass
+        except (Closed, asyncio.TimeoutError):
+            continue
+        if message["payload"]["pid"] != pids[i] and message["payload"]["connId"] == conn_ids[i]:
+            result["carried"] += 1
+    print(json.dumps(result))
+    ok = (result["answered"] == args.requests and result["shutdownEvent"] and result["close"] == 1012
+          and result["carried"] == args.clients and result["commandSeconds"] < args.stall_s + 4)
+    return 0 if ok else 1
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["soak", "stop", "halfframe"])
+    parser.add_argument("mode", choices=["soak", "stop", "halfframe", "stalled"])
     parser.add_argument("port", type=int)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--every-ms", type=float, default=20)
@@ -397,11 +471,13 @@ def main():
     parser.add_argument("--connect-timeout", type=float, default=60, help="soak: seconds for every client to connect")
     parser.add_argument("--procs", type=int, default=1, help="soak: worker processes the clients are spread over")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=20000, help="stalled: requests the stalled client sends")
+    parser.add_argument("--stall-s", type=float, default=3, help="stalled: seconds it reads nothing after CMD began")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     run = {"soak": soak_in_processes if args.procs > 1 and not args.worker else soak, "stop": stop_clients,
-           "halfframe": halfframe}[args.mode]
+           "halfframe": halfframe, "stalled": stalled}[args.mode]
     return asyncio.run(run(args))
 
 
