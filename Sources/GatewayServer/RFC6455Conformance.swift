@@ -51,11 +51,34 @@ final class RFC6455Conformance: ChannelInboundHandler, RemovableChannelHandler {
         }
         let frame = WebSocketFrame(
             fin: masked.fin, rsv1: masked.rsv1, rsv2: masked.rsv2, rsv3: masked.rsv3, opcode: masked.opcode,
-            maskKey: nil, data: masked.unmaskedData)
+            maskKey: nil, data: Self.unmaskedData(of: masked))
         if let violation = check(frame, context: context) {
             return fail(violation, context: context)
         }
         context.fireChannelRead(wrapInboundOut(frame))
+    }
+
+    /// The frame's payload unmasked (RFC 6455, 5.3), as `WebSocketFrame.unmaskedData` gives it,
+    /// eight bytes at a time rather than one.
+    static func unmaskedData(of frame: WebSocketFrame) -> ByteBuffer {
+        guard let key = frame.maskKey else { return frame.data }
+        var word: UInt64 = 0
+        withUnsafeMutableBytes(of: &word) { bytes in
+            for index in 0..<8 { bytes[index] = key[index % 4] }
+        }
+        var data = frame.data
+        data.withUnsafeMutableReadableBytes { bytes in
+            var at = 0
+            while at + 8 <= bytes.count {
+                bytes.storeBytes(of: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self) ^ word, toByteOffset: at, as: UInt64.self)
+                at += 8
+            }
+            while at < bytes.count {
+                bytes[at] ^= key[at % 4]
+                at += 1
+            }
+        }
+        return data
     }
 
     /// `frame` is unmasked.

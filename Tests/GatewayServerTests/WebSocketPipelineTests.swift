@@ -91,6 +91,22 @@ import Testing
         #expect(split.feed(ByteBuffer(bytes: [0xF0, 0x9D])) && !split.isComplete && split.feed(ByteBuffer(bytes: [0x84, 0x9E])) && split.isComplete)
     }
 
+    @Test func unmaskingEightBytesAtATimeEqualsNIOs() {
+        var state: UInt64 = 0xBEEF
+        func next() -> UInt8 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+        for length in 0..<70 {
+            let key = WebSocketMaskingKey([next(), next(), next(), next()])!
+            var buffer = ByteBuffer(bytes: (0..<length + 3).map { _ in next() })
+            buffer.moveReaderIndex(forwardBy: 3)  // a payload that does not start at the buffer's start
+            let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: buffer)
+            #expect(RFC6455Conformance.unmaskedData(of: frame) == frame.unmaskedData, "length \(length)")
+            #expect(frame.data == buffer)  // the frame's own bytes are left as they were
+        }
+    }
+
     /// It agrees with the standard library's validation on random text (long ASCII runs, to pass
     /// over eight bytes at a time, among multi-byte and broken sequences), fed whole and in two
     /// pieces split anywhere.
