@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A request's head (``FrameHead``: `type`, `id`, `method`) read straight from the UTF-8 of its
 /// text, without JSONDecoder, which took over a quarter of a `health` request's instructions
 /// (callgrind, bench/RESULTS.md).
@@ -48,11 +52,14 @@ struct FrameHeadScanner {
                 at += 1
                 skipWhitespace()
                 let field: Field? =
-                    switch key.count {
-                    case 4 where key.elementsEqual("type".utf8): .type
-                    case 2 where key.elementsEqual("id".utf8): .id
-                    case 6 where key.elementsEqual("method".utf8): .method
-                    default: nil
+                    if Self.equal(key, "type") {
+                        .type
+                    } else if Self.equal(key, "id") {
+                        .id
+                    } else if Self.equal(key, "method") {
+                        .method
+                    } else {
+                        nil
                     }
                 if let field {
                     // A string without escapes is the field's value; anything else that is valid
@@ -89,6 +96,11 @@ struct FrameHeadScanner {
         skipWhitespace()
         guard at == bytes.count else { return nil }
         return FrameHead(type: type, id: id, method: method)
+    }
+
+    private static func equal(_ bytes: UnsafeBufferPointer<UInt8>.SubSequence, _ literal: StaticString) -> Bool {
+        bytes.count == literal.utf8CodeUnitCount
+            && memcmp(bytes.base.baseAddress! + bytes.startIndex, literal.utf8Start, bytes.count) == 0
     }
 
     private var next: UInt8? { at < bytes.count ? bytes[at] : nil }
@@ -210,7 +222,7 @@ struct FrameHeadScanner {
     private mutating func skipLiteral(_ literal: StaticString) -> Bool {
         let count = literal.utf8CodeUnitCount
         guard at + count <= bytes.count else { return false }
-        let matches = literal.withUTF8Buffer { $0.elementsEqual(bytes[at..<at + count]) }
+        let matches = Self.equal(bytes[at..<at + count], literal)
         at += count
         return matches
     }
