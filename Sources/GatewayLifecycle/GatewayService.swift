@@ -167,6 +167,7 @@ public final class GatewayService: Service, Sendable {
         let handed = await server.handOver(flushTimeout: Self.handOverFlushTimeout)
         let stored = RestartHandover.store(
             handed, in: FileDescriptorStore(), secret: server.configuration.controlPlane.secret, logger: logger)
+        await server.finishHandOver(handed, sent: stored)
         let elapsed = RestartHandover.milliseconds(since: started)
         logger.info(
             "restart: handed \(stored) connection(s) to the next gateway through the carrier in systemd's fd store (\(elapsed) ms)")

@@ -56,6 +56,8 @@ public final class GatewayServer: Sendable {
     private let live: NIOLockedValueBox<LiveConfiguration>
     let logger: Logger
     let connections = ConnectionRegistry()
+    /// Connections went to the next process and are still open here (``finishHandOver(_:sent:)``).
+    let handedOverChannels = NIOLockedValueBox(false)
     private let serverChannels = NIOLockedValueBox<[Channel]>([])
     let rateLimiter: AuthRateLimiter
     /// One rate-limited log line per refusal.
@@ -409,6 +411,16 @@ final class ConnectionRegistry: Sendable {
             }
             for waiter in waiters { waiter.succeed() }
         }
+    }
+
+    /// `channel` went to the next process: it is no longer this one's to count or close.
+    func detach(_ channel: Channel) {
+        let key = ObjectIdentifier(channel)
+        let waiters = state.withLockedValue { state in
+            state.entries.removeValue(forKey: key)
+            return state.settled(key)
+        }
+        for waiter in waiters { waiter.succeed() }
     }
 
     /// `channel` is active: NIO has handed it back to its listener and registered it.

@@ -226,7 +226,8 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String?, thenCloseAfter wait: TimeAmount) {
-        guard !closeSent else { return }
+        // A frozen connection's socket may be the next process's now: nothing is written to it.
+        guard !closeSent, !frozen else { return }
         closeSent = true
         ticker.cancel()
         var buffer = context.channel.allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))

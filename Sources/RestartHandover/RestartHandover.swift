@@ -135,8 +135,10 @@ public enum RestartHandover {
     }
 
     /// Sends the handed-over connections and their state through a new carrier and puts the
-    /// carrier into the store; closes (cleanly) each connection that cannot go. Returns how many
-    /// went. Our copies of the sockets are closed either way.
+    /// carrier into the store. Returns how many went: the first that many of `connections`, in
+    /// order (all, as a rule; none when the carrier could not be stored). The fds are only
+    /// borrowed: they stay open, and the server closes the ones that did not go as at a stop
+    /// (``GatewayServer/finishHandOver(_:sent:)``).
     @discardableResult
     public static func store(
         _ connections: [HandedOverConnection], in store: FileDescriptorStore, secret: SharedSecret, logger: Logger
@@ -180,14 +182,6 @@ public enum RestartHandover {
             logger.warning("cannot hand the connections over (\(error)); closing them instead")
             sent = 0
         }
-        for (index, connection) in connections.enumerated() {
-            if index < sent {
-                close(connection.fd)  // the carrier in the store holds it now
-            } else {
-                GatewayServer.closeHandedOver(fd: connection.fd, session: connection.state.session, reason: "gateway stopping")
-            }
-        }
-        phases.lap("close copies")
         logger.debug("storing \(connections.count) connection(s): \(phases)")
         return sent
     }

@@ -292,7 +292,11 @@ struct ServingGateway: Sendable {
             printError("openclaw-gateway: \(error)")
             status = 1
         }
-        try? await group.shutdownGracefully()
+        // After a handover the sessions' channels are open still, and the next process waits
+        // for this one to exit: the kernel closes their fds at exit, faster than NIO one by one.
+        if !server.holdsHandedOverChannels {
+            try? await group.shutdownGracefully()
+        }
         if status == 0 && stopCause.value == .restartForConfiguration {
             status = RestartHandover.restartExitStatus
         }
