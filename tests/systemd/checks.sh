@@ -175,7 +175,7 @@ check "10.5 ... all 1,000 were handed over and carried on (journal)" bash -c \
    journalctl -b -u openclaw-gateway.service -o cat | grep -q '^carried on 1000 connection(s) from pid [0-9]* across the restart'"
 # 10.10 10,000 sessions (issue 14's goal), spread over 8 client processes (one Python process
 # cannot keep thousands busy), with room for them (--max-connections is 1,024 by default): all
-# carried on. The pause is reported, not bounded here: 1.1 s measured against a goal of 250 ms.
+# carried on. The pause is reported, not bounded here: 0.6-1.0 s measured against a goal of 250 ms.
 mkdir -p /run/systemd/system/openclaw-gateway.service.d
 printf '[Service]\nEnvironment=OPENCLAW_GATEWAY_MAX_CONNECTIONS=12000\n' >/run/systemd/system/openclaw-gateway.service.d/10k.conf
 systemctl daemon-reload && systemctl restart openclaw-gateway.service
