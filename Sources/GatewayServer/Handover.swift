@@ -90,7 +90,7 @@ extension GatewayServer {
         let staying = handed.dropFirst(sent).compactMap(\.channel)
         let thawing = Self.byEventLoop(staying, \.eventLoop).map { loop, channels in
             loop.submit {
-                for channel in channels { Frozen.thaw(channel) }
+                for channel in channels { Self.thaw(channel) }
             }
         }
         for future in thawing { try? await future.get() }
@@ -121,23 +121,23 @@ extension GatewayServer {
             let flushed = encoder.writeAndFlush(NIOAny(ByteBuffer()))
             let state = ConnectionState(
                 session: snapshot, undecoded: splitter.undecodedBytes, peer: channel.remoteAddress?.ipAddress ?? "?")
-            frozen.append(Frozen(channel: channel, handler: handler, context: context, state: state, flushed: flushed))
+            frozen.append(Frozen(channel: channel, state: state, flushed: flushed))
         }
-        let items = NIOLoopBound(frozen, eventLoop: loop)  // handlers and contexts: this loop's only
-        return drained(frozen.map(\.flushed), within: flushTimeout, on: loop).map { drained in
+        let items = frozen
+        return drained(items.map(\.flushed), within: flushTimeout, on: loop).map { drained in
             var handed: [HandedOverConnection] = []
-            for (item, isDrained) in zip(items.value, drained) {
+            for (item, isDrained) in zip(items, drained) {
                 let connId = item.state.session.connId
                 guard isDrained else {
                     logger.notice("connection \(connId) did not drain its output in time; closing it instead")
-                    item.thaw()
+                    thaw(item.channel)
                     continue
                 }
                 guard let key = SocketIndex.key(local: item.channel.localAddress, remote: item.channel.remoteAddress),
                     let fd = index[key]
                 else {
                     logger.notice("connection \(connId): socket not found; closing it instead")
-                    item.thaw()
+                    thaw(item.channel)
                     continue
                 }
                 handed.append(HandedOverConnection(fd: fd, state: item.state, channel: item.channel))
@@ -146,30 +146,24 @@ extension GatewayServer {
         }
     }
 
-    /// A connection stopped for a handover, on its event loop.
-    private struct Frozen {
+    /// A connection stopped for a handover: what it carries on with, and when what it had
+    /// queued has reached its socket.
+    private struct Frozen: Sendable {
         let channel: Channel
-        let handler: WebSocketHandler
-        let context: ChannelHandlerContext
         let state: ConnectionState
         let flushed: EventLoopFuture<Void>
+    }
 
-        /// It stays after all: it reads and serves again, so that the shutdown that follows
-        /// (``closeConnections(gracePeriod:)``) closes it with the event and 1012 like any other.
-        func thaw() {
-            handler.thaw(context: context)
-            try? channel.syncOptions?.setOption(.autoRead, value: true)
-        }
-
-        /// ``thaw()`` for a channel frozen earlier, on its loop.
-        static func thaw(_ channel: Channel) {
-            let pipeline = channel.pipeline.syncOperations
-            guard let handler = try? pipeline.handler(type: WebSocketHandler.self),
-                let context = try? pipeline.context(handler: handler)
-            else { return }
-            handler.thaw(context: context)
-            try? channel.syncOptions?.setOption(.autoRead, value: true)
-        }
+    /// A frozen connection stays after all (on its loop): it reads and serves again, so that the
+    /// shutdown that follows (``closeConnections(gracePeriod:)``) closes it with the event and
+    /// 1012 like any other.
+    private static func thaw(_ channel: Channel) {
+        let pipeline = channel.pipeline.syncOperations
+        guard let handler = try? pipeline.handler(type: WebSocketHandler.self),
+            let context = try? pipeline.context(handler: handler)
+        else { return }
+        handler.thaw(context: context)
+        try? channel.syncOptions?.setOption(.autoRead, value: true)
     }
 
     /// A handed-over connection adopted by this process but not reading yet (see ``restore(_:)``).
