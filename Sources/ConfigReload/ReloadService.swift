@@ -45,8 +45,8 @@ public struct ReloadService: Service {
         // then the group ends the other one and this service returns. Graceful shutdown cancels
         // the sources, whose streams then end (AsyncStream ends for a cancelled task), rather
         // than `cancelOnGracefulShutdown()`: its merged sequences are generic types that the
-        // runtime checks on first use, 17 conformance scans and about 1.6M instructions before
-        // READY=1 (callgrind).
+        // runtime checks on first use. Without them, 48 conformance scans before READY=1
+        // instead of 85, and 12.2M instructions instead of 13.5M (callgrind).
         await withTaskGroup(of: SourceEnd.self) { group in
             if let hangups {
                 group.addTask {
@@ -76,7 +76,7 @@ public struct ReloadService: Service {
             }
             guard hangups != nil || changes != nil else { return }
             group.addTask {
-                // Throws only when cancelled: a source asked for a restart.
+                // Throws only when cancelled: a source asked for a restart, or none is left.
                 try? await gracefulShutdown()
                 return .shutdown
             }
