@@ -211,6 +211,8 @@ public enum RestartHandover {
         if let record = stored.record {
             from = " from pid \(record.pid)"
             var restorable: [HandedOverConnection] = []
+            // The same for every authenticated session of the record: worked out once, not per session.
+            let refusalIfConnected = refusal(ofConnectedIn: record, secret: secret)
             for entry in record.connections {
                 guard let fd = stored.sockets.removeValue(forKey: entry.connId) else {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
@@ -221,7 +223,7 @@ public enum RestartHandover {
                     close(fd)
                     continue
                 }
-                if let reason = refusal(of: entry, in: record, secret: secret) {
+                if entry.connected, let reason = refusalIfConnected {
                     logger.notice("connection \(entry.connId) is not carried on: \(reason)")
                     GatewayServer.closeHandedOver(fd: fd, session: entry.state.session, reason: reason)
                     continue
@@ -278,6 +280,11 @@ public enum RestartHandover {
     /// password added or changed across the restart). Such a client is closed and reconnects afresh.
     static func refusal(of entry: ConnectionRecord, in record: StateRecord, secret: SharedSecret) -> String? {
         guard entry.connected else { return nil }  // it will authenticate here
+        return refusal(ofConnectedIn: record, secret: secret)
+    }
+
+    /// ``refusal(of:in:secret:)`` for any session of `record` that had authenticated.
+    static func refusal(ofConnectedIn record: StateRecord, secret: SharedSecret) -> String? {
         if record.protocolVersion != GatewayProtocol.Protocol.version {
             return "it speaks protocol \(record.protocolVersion)"
         }
