@@ -10,7 +10,7 @@ E2E_PACKAGES := systemd-container debootstrap util-linux
 
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps build release run test unit-test integration-test bench bench-roots deb e2e clean
+.PHONY: all deps build release run test unit-test integration-test bench bench-adopt bench-roots deb e2e clean
 
 all: build
 
@@ -70,6 +70,14 @@ bench: deps
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \
 		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) $(if $(WSLOAD),--wsload $(WSLOAD)) --markdown bench/last-run.md
+
+# The adopt phase of a restart's take-back (GatewayServer.restore, then resume) on loopback
+# sessions, without systemd: the largest part of issue 14's pause. ADOPT_SESSIONS / ADOPT_RUNS.
+ADOPT_SESSIONS ?= 8000
+ADOPT_RUNS ?= 9
+bench-adopt: deps
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH) --product handover-adopt
+	$(STATIC_BIN)/handover-adopt $(ADOPT_SESSIONS) $(ADOPT_RUNS)
 
 # The start-up figures (no load runs) inside the e2e's Debian 12 and 13 roots, the same binaries
 # against each release's glibc and libsystemd (bench/in-root.sh; BENCH_RELEASES=trixie for one).

@@ -148,6 +148,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The bench's adopt phase of a restart: GatewayServer.restore on loopback sessions (not shipped).
+        .executableTarget(
+            name: "handover-adopt",
+            dependencies: [
+                "GatewayProtocol",
+                "GatewayServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Real loopback sockets for the tests (a listener, a client, reading until EOF).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock", "Systemd", "TestSupport"]),
