@@ -154,12 +154,13 @@ let package = Package(
             dependencies: [
                 "GatewayProtocol",
                 "GatewayServer",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // Real loopback sockets for the tests (a listener, a client, reading until EOF).
+        // Real loopback sockets for the tests and handover-adopt (a listener, a client, reading until EOF).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "GatewayLockTests", dependencies: ["GatewayLock", "Systemd", "TestSupport"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "IPRange"]),

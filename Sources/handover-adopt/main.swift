@@ -13,6 +13,7 @@ import GatewayServer
 import Logging
 import NIOCore
 import NIOPosix
+import TestSupport
 
 let arguments = CommandLine.arguments.dropFirst().map { Int($0) }
 guard arguments.allSatisfy({ ($0 ?? 0) > 0 }), arguments.count <= 2 else {
@@ -34,33 +35,23 @@ func raiseFileLimit(to needed: Int) {
     }
 }
 
-func fail(_ what: String) -> Never {
-    FileHandle.standardError.write(Data("handover-adopt: \(what): \(String(cString: strerror(errno)))\n".utf8))
+func fail(_ what: String, code: Int32 = errno) -> Never {
+    FileHandle.standardError.write(Data("handover-adopt: \(what): \(String(cString: strerror(code)))\n".utf8))
     exit(1)
 }
 
 /// `count` connected loopback TCP pairs: (the accepted end, the client end).
 func loopbackPairs(_ count: Int) -> [(server: Int32, client: Int32)] {
-    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
-    }
-    guard bound, listen(listener, 4096) == 0 else { fail("cannot listen on 127.0.0.1") }
-    defer { close(listener) }
+    let listener = Loopback.listener(backlog: 4096)
+    defer { close(listener.fd) }
     var pairs: [(server: Int32, client: Int32)] = []
     pairs.reserveCapacity(count)
     var nodelay: Int32 = 1
     for _ in 0..<count {
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) == 0 }
-        }
-        let server = accept(listener, nil, nil)
-        guard connected, server >= 0 else { fail("cannot connect session \(pairs.count)") }
+        let (client, error) = Loopback.connect(port: listener.port)
+        guard error == 0 else { fail("cannot connect session \(pairs.count)", code: error) }
+        let server = accept(listener.fd, nil, nil)
+        guard server >= 0 else { fail("cannot accept session \(pairs.count)") }
         // As the gateway's own accept leaves it (childChannelOption in makeBootstrap()).
         setsockopt(server, Int32(IPPROTO_TCP), TCP_NODELAY, &nodelay, socklen_t(MemoryLayout<Int32>.size))
         pairs.append((server, client))
