@@ -210,10 +210,10 @@ extension GatewayServer {
         let maxBuffered = configuration.controlPlane.maxBufferedBytes
         let state = connection.state
         let bootstrap = ClientBootstrap(group: loop)
-            // The socket keeps TCP_NODELAY from its accept (`childChannelOption` in `makeBootstrap()`, and in 0.1.0):
-            // setting it again is one setsockopt and one future per session (a ninth of an
-            // adoption, by perf). enableMPTCP(true) is NIO's only way to drop that default; it
-            // does nothing else for a socket that is already connected.
+            // The socket keeps TCP_NODELAY from its accept (`childChannelOption` in
+            // `makeBootstrap()`, and in 0.1.0): setting it again is one setsockopt and one future
+            // per session (a ninth of an adoption, by perf). enableMPTCP(true) is NIO's only way
+            // to drop that default; it does nothing else for a socket that is already connected.
             .enableMPTCP(true)
             .channelInitializer { channel in
                 connections.add(channel)
