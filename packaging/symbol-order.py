@@ -8,7 +8,8 @@ resident. Together they fit in a few MB, so a start touches fewer pages and take
 
 The list comes from callgrind, which records every function that ran (not a sample), while the
 binary serves what a start and a day's use do:
-  - a fallback bind with NOTIFY_SOCKET: READY, /healthz, WebSocket clients (hello, health),
+  - a fallback bind with NOTIFY_SOCKET: READY, /healthz (closed by the server, and kept alive
+    and closed by the client, as curl does), WebSocket clients (hello, health),
     a refused duplicate, SIGTERM with clients open;
   - a socket-activated start (systemd-socket-activate): /healthz and a hello.
 Order only moves code: a stale or missing list makes the binary slower, never wrong (the link
@@ -47,6 +48,22 @@ def wait_healthz(port, proc, seconds=120):
         except OSError:
             time.sleep(0.2)
     sys.exit("the gateway did not answer /healthz")
+
+
+def healthz_kept_alive(port):
+    """/healthz as curl asks for it: HTTP/1.1 without `Connection: close`; the client closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := s.recv(4096)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length and (chunk := s.recv(4096)):
+            body += chunk
+    if not answer.startswith(b"HTTP/1.1 200"):
+        sys.exit(f"symbol-order: a kept-alive /healthz was answered {answer[:40]!r}")
 
 
 def callgrind(binary, out_dir, name, argv_tail, env=None, wrapper=()):
@@ -89,6 +106,7 @@ def main():
     while b"READY=1" not in sock.recv(4096):
         pass
     wait_healthz(port, proc)
+    healthz_kept_alive(port)
     load(args.load, "hello", "--port", str(port), "--count", "20")
     load(args.load, "rpc", "--port", str(port), "--conns", "8", "--seconds", "2")
     dup = callgrind(binary, tmp, "duplicate", ["run", "--port", str(port)], env)
