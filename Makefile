@@ -64,8 +64,7 @@ RUNS ?= 10
 LOAD_RUNS ?= 3
 WSLOAD ?= $(if $(PEER),$(wildcard $(dir $(PEER))wsload))
 bench: deps
-	@# a changed symbol order or export list does not change the link command: relink by hand
-	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
+	@for f in $(RELEASE_LINK_INPUTS); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	$(PYTHON) bench/bench.py --bin $(STATIC_BIN)/openclaw-gateway --load $(STATIC_BIN)/gateway-load \
 		--floor-server $(STATIC_BIN)/startup-floor \
@@ -85,6 +84,6 @@ bench-adopt: deps
 BENCH_RELEASES ?= bookworm trixie
 bench-roots: deps
 	@packaging/apt-deps.sh $(E2E_PACKAGES)
-	@for f in $(RELEASE_ORDER_FILE) $(RELEASE_EXPORTS_FILE); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
+	@for f in $(RELEASE_LINK_INPUTS); do [ ! $$f -nt $(STATIC_BIN)/openclaw-gateway ] || rm -f $(STATIC_BIN)/openclaw-gateway; done
 	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path $(STATIC_SCRATCH)
 	RUNS=$(RUNS) $(if $(PEER),PEER=$(PEER)) bench/in-root.sh $(STATIC_BIN) $(BENCH_RELEASES)
