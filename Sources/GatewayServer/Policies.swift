@@ -96,7 +96,24 @@ struct HostPolicy: Sendable {
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {
-        address.ipAddress.flatMap(IPRange.bytes).map(IPRange.isLoopback) ?? false
+        address.ipBytes.map(IPRange.isLoopback) ?? false
+    }
+}
+
+extension SocketAddress {
+    /// The address's bytes as `IPRange.bytes` gives them for its text (an IPv4-mapped IPv6
+    /// address as its 4 IPv4 bytes); nil for a Unix socket. Read from the sockaddr itself:
+    /// `ipAddress` formats a text that would only be parsed back (at every accept and for every
+    /// session a restart carries on).
+    var ipBytes: [UInt8]? {
+        switch self {
+        case .v4(let address):
+            return withUnsafeBytes(of: address.address.sin_addr) { Array($0) }
+        case .v6(let address):
+            return IPRange.unmapped(withUnsafeBytes(of: address.address.sin6_addr) { Array($0) })
+        case .unixDomainSocket:
+            return nil
+        }
     }
 }
 
@@ -131,7 +148,7 @@ public struct AuthRateLimit: Sendable, Equatable {
     ///   exempt unless `exemptLoopback` is false;
     /// - any other client: per address (with the Origin, for a page).
     func key(for client: LimiterClient, trustedProxies: [IPRange]) -> String? {
-        let peerIP = client.peer?.ipAddress.flatMap(IPRange.bytes)
+        let peerIP = client.peer?.ipBytes
         let origin = client.origin.map(OriginPolicy.normalize)
         if let peerIP, trustedProxies.contains(where: { $0.contains(peerIP) }),
             let named = client.forwarding.client(trusting: trustedProxies)
@@ -244,7 +261,7 @@ enum SocketOwner {
     /// The uid owning the client end of the connection from `client` to our `server` address;
     /// nil when the kernel does not say (the client has gone, or the family is not IP).
     static func uid(client: SocketAddress, server: SocketAddress) -> UInt32? {
-        guard let clientIP = client.ipAddress.flatMap(IPRange.bytes), let serverIP = server.ipAddress.flatMap(IPRange.bytes),
+        guard let clientIP = client.ipBytes, let serverIP = server.ipBytes,
             clientIP.count == serverIP.count, let clientPort = client.port, let serverPort = server.port
         else { return nil }
         var uid: UInt32 = 0

@@ -54,11 +54,16 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         }
         var v6 = in6_addr()
         guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
-        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
-        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
-            return Array(bytes[12...])
+        return unmapped(withUnsafeBytes(of: &v6) { Array($0) })
+    }
+
+    /// The 16 bytes of an IPv6 address as `bytes(_:)` gives them: an IPv4-mapped address
+    /// (::ffff:a.b.c.d) as its 4 IPv4 bytes, any other unchanged.
+    public static func unmapped(_ v6: [UInt8]) -> [UInt8] {
+        if v6.count == 16 && v6[0..<10].allSatisfy({ $0 == 0 }) && v6[10] == 0xff && v6[11] == 0xff {
+            return Array(v6[12...])
         }
-        return bytes
+        return v6
     }
 
     /// Whether address bytes (as `bytes(_:)` gives them) are a loopback address: 127.0.0.0/8

@@ -16,6 +16,19 @@ import Testing
             forwarding: ForwardingHeaders(HTTPHeaders(headers)), owner: { uid })
     }
 
+    /// The limiter reads a peer's bytes from its sockaddr: they must be those of its text.
+    @Test(arguments: ["127.0.0.1", "203.0.113.9", "0.0.0.0", "::1", "::", "2001:db8::7", "::ffff:127.0.0.1",
+                      "::ffff:203.0.113.9", "fe80::1", "::127.0.0.1", "ff02::1:ff00:1"])
+    func anAddressesBytesAreThoseOfItsText(_ text: String) throws {
+        let address = try SocketAddress(ipAddress: text, port: 40000)
+        #expect(address.ipBytes == IPRange.bytes(text))
+        #expect(address.ipBytes == address.ipAddress.flatMap(IPRange.bytes))
+    }
+
+    @Test func aUnixSocketHasNoAddressBytes() throws {
+        #expect(try SocketAddress(unixDomainSocketPath: "/tmp/gateway.sock").ipBytes == nil)
+    }
+
     @Test func aDirectLoopbackClientIsExemptUnlessConfiguredAndThenCountsByUser() {
         #expect(limit.key(for: client("127.0.0.1"), trustedProxies: []) == nil)
         #expect(limit.key(for: client("::1"), trustedProxies: []) == nil)
