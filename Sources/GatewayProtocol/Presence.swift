@@ -121,6 +121,13 @@ public final class PresenceBoard: Sendable {
         if !quietly { observer?() }
     }
 
+    /// Room for `count` more clients: a restart carries thousands of sessions on at once, and
+    /// the dictionary would otherwise grow and rehash a dozen times under the lock that every
+    /// event loop adopting them waits on.
+    public func reserveCapacity(forMore count: Int) {
+        state.withLock { $0.clients.reserveCapacity($0.clients.count + count) }
+    }
+
     /// The client of `connId` is gone.
     public func leave(connId: String) {
         let observer = state.withLock { state -> (@Sendable () -> Void)? in

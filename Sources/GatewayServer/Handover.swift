@@ -184,6 +184,7 @@ extension GatewayServer {
     /// serial eighth of the adoption's time, plus a task and a wake-up each).
     public func restore(_ connections: [HandedOverConnection]) async -> [Result<Restored, any Error>] {
         guard !connections.isEmpty else { return [] }
+        configuration.info.presence.reserveCapacity(forMore: connections.count)
         let loops = Array(group.makeIterator())
         var shares = Array(repeating: [(index: Int, connection: HandedOverConnection)](), count: loops.count)
         for (index, connection) in connections.enumerated() {
