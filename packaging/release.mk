@@ -10,7 +10,7 @@
 #   symbol-ordering-file      the functions a start and a request run, first and together in .text
 #                             (packaging/symbol-order.py writes the list)
 #   openclaw-gateway.ld       Swift's functions without a symbol, which no list can name, in one
-#                             block beside them; with function-sections, idle RSS 13.1 -> 10.8 MiB
+#                             block beside them; with function-sections, idle RSS 12,982 -> 10,792 KiB
 #   version-script            export main only (packaging/openclaw-gateway.exports): 417 dynamic
 #                             symbols instead of 13,921; READY about 0.3 ms sooner, 0.5 MiB less RSS
 # Include with RELEASE_TOP set to the source tree's root.
