@@ -213,12 +213,14 @@ public enum RestartHandover {
             var restorable: [HandedOverConnection] = []
             // The same for every authenticated session of the record: worked out once, not per session.
             let refusalIfConnected = refusal(ofConnectedIn: record, secret: secret)
-            for entry in record.connections {
-                guard let fd = stored.sockets.removeValue(forKey: entry.connId) else {
+            let fds = record.connections.map { stored.sockets.removeValue(forKey: $0.connId) }
+            let isConnectedTCP = connectedTCP(fds)
+            for (index, entry) in record.connections.enumerated() {
+                guard let fd = fds[index] else {
                     logger.notice("connection \(entry.connId) is in the state but its socket did not come back")
                     continue
                 }
-                guard SystemdActivation.isInetSocket(fd, type: Int32(SOCK_STREAM.rawValue), listening: 0) > 0 else {
+                guard isConnectedTCP[index] else {
                     logger.warning("stored fd for \(entry.connId) is not a connected TCP socket; closing it")
                     close(fd)
                     continue
@@ -255,6 +257,24 @@ public enum RestartHandover {
         let closedText = closed > 0 ? "; closed \(closed)" : ""
         logger.info("carried on \(carried.count) connection(s)\(from) across the restart\(closedText) (\(milliseconds(since: started)) ms)")
         return carried.count
+    }
+
+    /// Whether each fd is a connected TCP socket (nil: false). sd_is_socket_inet(3) makes four
+    /// system calls a fd, 41 ms for 10,000 sessions on one thread while the clients wait, so the
+    /// fds are checked in contiguous shares, one per core.
+    static func connectedTCP(_ fds: [Int32?]) -> [Bool] {
+        // A few hundred fds take under a millisecond: those stay on this thread.
+        let shares = max(1, min(ProcessInfo.processInfo.activeProcessorCount, fds.count / 256))
+        let perShare = (fds.count + shares - 1) / shares
+        let answers = Mutex([[Bool]](repeating: [], count: shares))
+        DispatchQueue.concurrentPerform(iterations: shares) { share in
+            let range = share * perShare..<min(fds.count, (share + 1) * perShare)
+            let checked = range.map { index in
+                fds[index].map { SystemdActivation.isInetSocket($0, type: Int32(SOCK_STREAM.rawValue), listening: 0) > 0 } ?? false
+            }
+            answers.withLock { $0[share] = checked }
+        }
+        return answers.withLock { $0.flatMap { $0 } }
     }
 
     /// When the gateway cannot start (a bad flag or config after an upgrade, a listener problem):

@@ -41,6 +41,29 @@ import Foundation  // JSONSerialization, to read frames the way a client would
         #expect(notForUs == .notForUs(detail: nil) && nothing.isEmpty)
     }
 
+    /// The take-back's check, on one thread for a few fds and in shares on every core for many:
+    /// the same answers in the same order either way.
+    @Test(arguments: [7, 2_000])
+    func onlyConnectedTCPSocketsPassTheCheckInTheirOrder(count: Int) throws {
+        let listener = Loopback.listener()
+        let client = Loopback.client(port: listener.port)
+        let accepted = accept(listener.fd, nil, nil)
+        let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var pipeEnds: [Int32] = [0, 0]
+        #expect(pipe(&pipeEnds) == 0)
+        var unixPair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &unixPair) == 0)
+        defer { for fd in [listener.fd, client, accepted, udp, pipeEnds[0], pipeEnds[1], unixPair[0], unixPair[1]] { close(fd) } }
+        #expect(accepted >= 0)
+        let kinds: [(fd: Int32?, connectedTCP: Bool)] = [
+            (client, true), (listener.fd, false), (udp, false), (pipeEnds[0], false), (nil, false),
+            (accepted, true), (unixPair[0], false),
+        ]
+        let fds = (0..<count).map { kinds[$0 % kinds.count] }
+        #expect(RestartHandover.connectedTCP(fds.map(\.fd)) == fds.map(\.connectedTCP))
+        #expect(RestartHandover.connectedTCP([]) == [])
+    }
+
     @Test func theStateSurvivesAMemfdRoundTrip() throws {
         let connection = HandedOverConnection(
             fd: -1,
