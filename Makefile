@@ -70,8 +70,9 @@ bench: deps
 		--floor-server $(STATIC_BIN)/startup-floor \
 		--runs $(RUNS) --load-runs $(LOAD_RUNS) $(if $(PEER),--peer $(PEER)) $(if $(WSLOAD),--wsload $(WSLOAD)) --markdown bench/last-run.md
 
-# The adopt phase of a restart's take-back (GatewayServer.restore, then resume) on loopback
-# sessions, without systemd: the largest part of issue 14's pause. ADOPT_SESSIONS / ADOPT_RUNS.
+# The check and adopt phases of a restart's take-back (RestartHandover.connectedTCP, then
+# GatewayServer.restore and resume) on loopback sessions, without systemd: the largest part of
+# issue 14's pause. ADOPT_SESSIONS / ADOPT_RUNS.
 ADOPT_SESSIONS ?= 8000
 ADOPT_RUNS ?= 9
 bench-adopt: deps

@@ -154,6 +154,7 @@ let package = Package(
             dependencies: [
                 "GatewayProtocol",
                 "GatewayServer",
+                "RestartHandover",
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
-// The adopt phase of a restart's take-back, without systemd: N loopback TCP sessions, handed to
+// The check and adopt phases of a restart's take-back, without systemd: N loopback TCP sessions,
+// checked (RestartHandover.connectedTCP, on one thread and then in its default shares), handed to
 // GatewayServer.restore (a WebSocket pipeline on each, on 2 event loops) and then resumed, as
 // RestartHandover.takeBack does with the sockets of the carrier. Prints one line per run and a
 // RESULT line of medians. Not shipped; `make bench-adopt` runs it.
@@ -13,6 +14,7 @@ import GatewayServer
 import Logging
 import NIOCore
 import NIOPosix
+import RestartHandover
 import TestSupport
 
 let arguments = CommandLine.arguments.dropFirst().map { Int($0) }
@@ -74,6 +76,8 @@ let configuration = ServerConfiguration(
     info: ServerInfo(pid: Int(getpid()), urls: [], profile: nil, listenerSource: "systemd", listenerNames: [], startedAtMs: 0))
 var adoptTimes: [Double] = []
 var resumeTimes: [Double] = []
+var checkOneThreadTimes: [Double] = []
+var checkTimes: [Double] = []
 for run in 1...runs {
     let pairs = loopbackPairs(sessions)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -83,6 +87,18 @@ for run in 1...runs {
             fd: pair.server,
             state: ConnectionState(session: .init(connId: "bench-\(index)", connected: true, seq: 1), undecoded: [], peer: "127.0.0.1"))
     }
+    let fds = pairs.map { Optional($0.server) }
+    let checkStart = ContinuousClock.now
+    let oneThread = RestartHandover.connectedTCP(fds, shares: 1)
+    let checkedOnce = ContinuousClock.now
+    let inShares = RestartHandover.connectedTCP(fds)
+    let checked = ContinuousClock.now
+    guard oneThread.allSatisfy({ $0 }), inShares.allSatisfy({ $0 }) else {
+        FileHandle.standardError.write(Data("handover-adopt: a session's socket failed the check\n".utf8))
+        exit(1)
+    }
+    checkOneThreadTimes.append(milliseconds(checkedOnce - checkStart))
+    checkTimes.append(milliseconds(checked - checkedOnce))
     let start = ContinuousClock.now
     let results = await server.restore(connections)
     let adopted = ContinuousClock.now
@@ -95,9 +111,10 @@ for run in 1...runs {
     }
     adoptTimes.append(milliseconds(adopted - start))
     resumeTimes.append(milliseconds(resumed - adopted))
-    print("run \(run): adopt \(String(format: "%.1f", adoptTimes.last!)) ms, resume \(String(format: "%.1f", resumeTimes.last!)) ms")
+    print("run \(run): check \(String(format: "%.1f", checkTimes.last!)) ms (one thread \(String(format: "%.1f", checkOneThreadTimes.last!))), adopt \(String(format: "%.1f", adoptTimes.last!)) ms, resume \(String(format: "%.1f", resumeTimes.last!)) ms")
     try? await group.shutdownGracefully()
     for pair in pairs { close(pair.client) }
 }
 let adopt = median(adoptTimes)
 print(String(format: "RESULT figure=adopt_%d_ms median=%.1f per_session_us=%.2f resume_median=%.1f runs=%d", sessions, adopt, adopt * 1000 / Double(sessions), median(resumeTimes), runs))
+print(String(format: "RESULT figure=check_%d_ms median=%.1f one_thread_median=%.1f runs=%d", sessions, median(checkTimes), median(checkOneThreadTimes), runs))
