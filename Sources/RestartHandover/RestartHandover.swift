@@ -262,8 +262,8 @@ public enum RestartHandover {
     /// Whether each fd is a connected TCP socket (nil: false). sd_is_socket_inet(3) makes four
     /// system calls a fd, 41 ms for 10,000 sessions on one thread while the clients wait, so the
     /// fds are checked in contiguous shares, one per core. `shares`: how many instead (`make
-    /// bench-adopt` times one against the default).
-    public static func connectedTCP(_ fds: [Int32?], shares: Int? = nil) -> [Bool] {
+    /// bench-adopt` times one against the default; `package`, not `public`, for that alone).
+    package static func connectedTCP(_ fds: [Int32?], shares: Int? = nil) -> [Bool] {
         // A few hundred fds take under a millisecond: those stay on this thread.
         let shares = max(1, shares ?? min(ProcessInfo.processInfo.activeProcessorCount, fds.count / 256))
         let perShare = (fds.count + shares - 1) / shares
